@@ -1,0 +1,44 @@
+# One command per task. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SHARED ?= ../shared/data/fruits360
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: help install test lint format demo bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade "pip>=24"
+	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps -e .
+	@touch $@
+
+install: $(STAMP) ## create .venv with the locked dependencies and the project
+	@scripts/check-java.sh
+
+test: install ## install, then run the whole test suite
+	$(PY) -m pytest
+
+lint: install ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+demo: install ## job on the bundled sample -> service -> classify a photo
+	$(PY) scripts/demo.py
+
+bench: install ## featurizer vs Spark featurize stage throughput (uses ../shared/data)
+	$(PY) -m benchmarks.featurize --data $(SHARED)
+
+clean: ## remove generated outputs (not the venv)
+	rm -rf build out artifacts test-artifacts spark-warehouse .pytest_cache

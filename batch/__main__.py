@@ -1,0 +1,7 @@
+"""`python -m batch`: run the job."""
+
+import sys
+
+from batch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,102 @@
+"""Command line of the job: parses arguments into a JobConfig, runs it, prints the summary."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from batch.config import DEFAULT_VARIANCE, MAX_COMPONENTS, JobConfig
+from models.featurizer import DEFAULT_BATCH_SIZE, FeaturizerSpec
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m batch",
+        description="Featurize Fruits-360-style photos (one folder per class) with ResNet50, "
+        "fit StandardScaler + PCA in Spark ML, and publish a versioned artifact bundle.",
+    )
+    p.add_argument("--input", required=True, help="folder or s3://bucket/prefix of photos")
+    p.add_argument("--output", required=True, help="bundle root: folder or s3://bucket/prefix")
+    p.add_argument("--weights", default="imagenet",
+                   help="imagenet (download+cache), a Keras weights file path/URI, or random:SEED")
+    p.add_argument("--featurizer", default="resnet50", help="resnet50 or pixels:N (baseline)")
+    p.add_argument("--image-size", type=int, default=None, help="model input side (default 224)")
+    p.add_argument("--components", type=int, default=None,
+                   help=f"PCA components K (default: fewest reaching --variance, <= {MAX_COMPONENTS})")
+    p.add_argument("--variance", type=float, default=DEFAULT_VARIANCE,
+                   help="explained-variance target used when --components is not given")
+    p.add_argument("--master", default=None,
+                   help="Spark master (default: spark-submit's, else local[*])")
+    p.add_argument("--catalog", default=None, help="JSON file overriding class information")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--images-per-partition", type=int, default=128)
+    p.add_argument("--tf-threads", type=int, default=None,
+                   help="TensorFlow threads per Python worker (default: cores per task)")
+    p.add_argument("--keep-versions", type=int, default=5, help="old versions to keep")
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Spark setting (repeatable)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> JobConfig:
+    conf = {}
+    for item in args.conf:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--conf expects KEY=VALUE, got {item!r}")
+        conf[key] = value
+    return JobConfig(
+        input_uri=args.input,
+        output_uri=args.output,
+        spec=FeaturizerSpec.parse(args.featurizer, args.weights, args.image_size),
+        components=args.components,
+        variance=args.variance,
+        master=args.master,
+        catalog_uri=args.catalog,
+        batch_size=args.batch_size,
+        images_per_partition=args.images_per_partition,
+        tf_threads=args.tf_threads,
+        keep_versions=args.keep_versions,
+        spark_conf=conf,
+    )
+
+
+def print_summary(result) -> None:
+    m = result.manifest
+    print(f"\nPublished bundle {result.version} -> {result.bundle_uri}")
+    print(f"  featurizer {m['featurizer']['kind']} at {m['image_size']}px, weights "
+          f"{m['weights']['spec']} (sha256 {m['weights']['sha256'][:12]})"
+          + ("  [RANDOM weights: demo/test only]" if m["weights"]["random"] else ""))
+    print(f"  {m['counts']['featurized']} photos, {m['counts']['classes']} classes; "
+          f"PCA K={m['pca']['k']} keeps {m['pca']['explained_variance_kept']:.1%} of variance "
+          f"({m['pca']['chosen_by']})")
+    for name, row in m["stages"].items():
+        rate = f"{row['images_per_s']:8.1f} img/s" if row.get("images_per_s") else ""
+        print(f"  stage {name:<9} {row['seconds']:8.1f} s {rate}")
+    if result.skipped:
+        print(f"  SKIPPED {len(result.skipped)} unreadable photo(s):")
+        for row in result.skipped:
+            print(f"    {row['uri']}: [{row['code']}] {row['error']}")
+    else:
+        print("  skipped: none")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    from batch.job import run_job  # imports Spark: only once the arguments are known good
+
+    try:
+        result = run_job(config)
+    except Exception as exc:
+        logging.getLogger("batch").error("job failed, current version unchanged: %s", exc)
+        print(f"job failed, current version unchanged: {exc}", file=sys.stderr)
+        return 1
+    print_summary(result)
+    return 0

@@ -1,0 +1,39 @@
+"""The job's typed configuration, built once from the command line and passed to every step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models.featurizer import DEFAULT_BATCH_SIZE, FeaturizerSpec
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+# Default K: the fewest components keeping this share of the standardised features' variance.
+DEFAULT_VARIANCE = 0.90
+# ...but never more than this many: bounds the bundle (N x K floats) and per-request search cost.
+MAX_COMPONENTS = 256
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    input_uri: str
+    output_uri: str
+    spec: FeaturizerSpec = field(default_factory=lambda: FeaturizerSpec(weights="imagenet"))
+    components: int | None = None  # None: chosen by explained variance
+    variance: float = DEFAULT_VARIANCE
+    max_components: int = MAX_COMPONENTS
+    master: str | None = None  # None: spark-submit's --master, else local[*]
+    catalog_uri: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    images_per_partition: int = 128
+    tf_threads: int | None = None  # None: cores per concurrent task
+    keep_versions: int = 5
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.components is not None and self.components < 1:
+            raise ValueError("--components must be >= 1")
+        if not 0 < self.variance <= 1:
+            raise ValueError("--variance must be in (0, 1]")
+        if self.batch_size < 1 or self.images_per_partition < 1:
+            raise ValueError("batch size and images per partition must be >= 1")

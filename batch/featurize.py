@@ -1,0 +1,62 @@
+"""Featurizes photos on the executors: one model per Python worker, reused by every batch."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from functools import partial
+
+import pandas as pd
+from pyspark.sql import DataFrame
+
+from models.featurizer import Featurizer, FeaturizerSpec, build_featurizer, featurize_bytes
+from models.storage import storage_for
+
+FEATURES_SCHEMA = (
+    "uri string, label string, etag string, sha256 string, "
+    "features array<float>, error_code string, error string, weights_sha256 string"
+)
+
+# Lives as long as the Python worker (spark.python.worker.reuse): built once, used by all tasks.
+_FEATURIZERS: dict[FeaturizerSpec, Featurizer] = {}
+
+
+def cached_featurizer(spec: FeaturizerSpec, threads: int | None) -> Featurizer:
+    if spec not in _FEATURIZERS:
+        _FEATURIZERS[spec] = build_featurizer(spec, threads=threads)
+    return _FEATURIZERS[spec]
+
+
+def _featurize_partition(
+    batches: Iterator[pd.DataFrame], spec: FeaturizerSpec, threads: int | None, batch_size: int
+) -> Iterator[pd.DataFrame]:
+    featurizer = cached_featurizer(spec, threads)
+    for batch in batches:
+        photos, read_errors = [], {}
+        for i, uri in enumerate(batch["uri"]):
+            try:
+                photos.append(storage_for(uri).read_bytes(uri))
+            except Exception as exc:  # one unreadable file must not fail the job
+                photos.append(b"")
+                read_errors[i] = f"cannot read: {type(exc).__name__}: {exc}"
+        features, errors = featurize_bytes(featurizer, photos, batch_size=batch_size)
+        out = batch[["uri", "label", "etag"]].copy()
+        out["sha256"] = [hashlib.sha256(p).hexdigest() for p in photos]
+        out["features"] = [None if err else row for row, err in zip(features, errors, strict=True)]
+        out["error_code"] = [
+            "unreadable" if i in read_errors else (err.code if err else None)
+            for i, err in enumerate(errors)
+        ]
+        out["error"] = [read_errors.get(i) or (err.message if err else None)
+                        for i, err in enumerate(errors)]
+        # Carried per row so the driver can prove every executor ran the same weights.
+        out["weights_sha256"] = featurizer.weights_sha256
+        yield out
+
+
+def featurize_images(
+    images: DataFrame, spec: FeaturizerSpec, *, threads: int | None, batch_size: int
+) -> DataFrame:
+    """uri, label, etag -> + sha256, features (NULL when skipped), error_code, error."""
+    fn = partial(_featurize_partition, spec=spec, threads=threads, batch_size=batch_size)
+    return images.mapInPandas(fn, schema=FEATURES_SCHEMA)

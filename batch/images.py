@@ -1,0 +1,37 @@
+"""Lists the input photos (local folder or S3 prefix) into a DataFrame: uri, label, size, etag."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+
+from batch.config import IMAGE_EXTENSIONS, JobConfig
+from models.storage import parent_name, storage_for
+
+LISTING_SCHEMA = "uri string, label string, size long, etag string"
+
+
+def list_images(config: JobConfig) -> pd.DataFrame:
+    """Every .jpg/.jpeg/.png under the input, recursively; label = the photo's parent folder.
+
+    Listing happens on the driver through the storage layer, so s3:// works on a Spark
+    without the Hadoop S3A connector; the bytes are then fetched by the executors.
+    """
+    files = storage_for(config.input_uri).list_files(config.input_uri)
+    rows = [
+        (f.uri, parent_name(f.uri), f.size, f.etag)
+        for f in files
+        if f.uri.lower().endswith(IMAGE_EXTENSIONS) and not f.uri.rsplit("/", 1)[-1].startswith(".")
+    ]
+    return pd.DataFrame(rows, columns=["uri", "label", "size", "etag"])
+
+
+def images_frame(spark: SparkSession, listing: pd.DataFrame, config: JobConfig) -> DataFrame:
+    """The listing as a DataFrame spread over enough partitions to keep every core busy."""
+    parallelism = spark.sparkContext.defaultParallelism
+    partitions = max(parallelism, math.ceil(len(listing) / config.images_per_partition), 1)
+    frame = spark.createDataFrame(listing, schema=LISTING_SCHEMA) if len(listing) else (
+        spark.createDataFrame([], schema=LISTING_SCHEMA))
+    return frame.repartition(partitions)

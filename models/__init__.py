@@ -1,0 +1,23 @@
+"""Shared core: photo bytes -> feature vector -> class. numpy, Pillow and Keras only (no Spark, no FastAPI)."""
+
+from models.bundle import ArtifactBundle, BundleError, read_bundle
+from models.classifier import Classification, Classifier, ClassMatch
+from models.featurizer import Featurizer, FeaturizerSpec, build_featurizer, featurize_bytes
+from models.preprocess import ImageError, preprocess_image
+from models.storage import storage_for
+
+__all__ = [
+    "ArtifactBundle",
+    "BundleError",
+    "Classification",
+    "ClassMatch",
+    "Classifier",
+    "Featurizer",
+    "FeaturizerSpec",
+    "ImageError",
+    "build_featurizer",
+    "featurize_bytes",
+    "preprocess_image",
+    "read_bundle",
+    "storage_for",
+]

@@ -1,0 +1,209 @@
+"""The versioned artifact bundle: its layout, writer and validating reader (arrays + JSON, no pickles).
+
+Layout under a root URI (local folder or s3://bucket/prefix):
+
+    CURRENT                         the current version's id; written last, after all else
+    versions/<version>/manifest.json
+    versions/<version>/<array>.npy  ARRAY_FILES below, each listed with its SHA-256 in the manifest
+    versions/<version>/catalog.json class information served with answers
+    versions/<version>/features/    full 2048-d features as Parquet (written by the job)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import numpy as np
+
+from models.storage import Storage, join, storage_for
+
+POINTER = "CURRENT"
+MANIFEST = "manifest.json"
+CATALOG = "catalog.json"
+FEATURES_DIR = "features"
+FORMAT_VERSION = 1
+
+# name -> (description, dtype kind): the arrays every bundle carries.
+ARRAY_FILES = {
+    "scaler_mean": "StandardScaler mean, (D,)",
+    "scaler_scale": "StandardScaler std, (D,); 0 for constant columns",
+    "pca_components": "PCA components, (K, D), rows ordered by explained variance",
+    "embeddings": "training photos projected by scaler+PCA, (N, K)",
+    "labels": "class label of each training photo, (N,)",
+    "sources": "URI of each training photo, (N,)",
+    "classes": "sorted class labels, (C,)",
+    "centroids": "mean embedding per class, (C, K)",
+    "thresholds": "per-class 'known' distance threshold, (C,)",
+}
+
+_VERSION_RE = re.compile(r"^[0-9A-Za-z._-]{1,100}$")
+
+
+class BundleError(RuntimeError):
+    """A bundle that is missing, incomplete, corrupt or inconsistent."""
+
+
+def new_version_id(now: datetime | None = None) -> str:
+    """Sortable, unique: 20261125T043000Z-1a2b3c."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid4().hex[:6]}"
+
+
+def version_uri(root: str, version: str) -> str:
+    return join(root, "versions", version)
+
+
+@dataclass
+class ArtifactBundle:
+    manifest: dict
+    scaler_mean: np.ndarray
+    scaler_scale: np.ndarray
+    pca_components: np.ndarray
+    embeddings: np.ndarray
+    labels: np.ndarray
+    sources: np.ndarray
+    classes: np.ndarray
+    centroids: np.ndarray
+    thresholds: np.ndarray
+    catalog: dict = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def label_idx(self) -> np.ndarray:
+        return np.searchsorted(self.classes, self.labels)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in ARRAY_FILES}
+
+    def validate(self) -> None:
+        """Shapes and values that every consumer relies on; raises BundleError."""
+        k, d = self.pca_components.shape if self.pca_components.ndim == 2 else (-1, -1)
+        n, c = len(self.labels), len(self.classes)
+        checks = [
+            (self.pca_components.ndim == 2, "pca_components must be 2-D"),
+            (self.scaler_mean.shape == (d,), f"scaler_mean must be ({d},)"),
+            (self.scaler_scale.shape == (d,), f"scaler_scale must be ({d},)"),
+            (self.embeddings.shape == (n, k), f"embeddings must be ({n}, {k})"),
+            (self.sources.shape == (n,), f"sources must be ({n},)"),
+            (self.centroids.shape == (c, k), f"centroids must be ({c}, {k})"),
+            (self.thresholds.shape == (c,), f"thresholds must be ({c},)"),
+            (n > 0 and c > 0, "the bundle holds no training photos"),
+            (list(self.classes) == sorted(set(self.classes.tolist())), "classes must be sorted"),
+            (set(self.labels.tolist()) <= set(self.classes.tolist()), "labels outside classes"),
+            (bool(np.isfinite(self.embeddings).all()), "embeddings hold NaN or inf"),
+            (self.manifest.get("pca", {}).get("k") == k, "manifest pca.k disagrees"),
+            (self.manifest.get("feature_dim") == d, "manifest feature_dim disagrees"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise BundleError(f"bundle {self.manifest.get('version', '?')}: {message}")
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_version(root: str, bundle: ArtifactBundle, storage: Storage | None = None) -> str:
+    """Write every file of the version, then its manifest (with checksums); not the pointer."""
+    storage = storage or storage_for(root)
+    bundle.validate()
+    vdir = version_uri(root, bundle.version)
+    files = {}
+    for name, arr in bundle.arrays().items():
+        data = _npy_bytes(np.asarray(arr))
+        storage.write_bytes(join(vdir, f"{name}.npy"), data)
+        files[f"{name}.npy"] = {"sha256": _sha256(data), "bytes": len(data)}
+    catalog = json.dumps(bundle.catalog, indent=2, sort_keys=True, ensure_ascii=False).encode()
+    storage.write_bytes(join(vdir, CATALOG), catalog)
+    files[CATALOG] = {"sha256": _sha256(catalog), "bytes": len(catalog)}
+    bundle.manifest["files"] = files
+    bundle.manifest["format_version"] = FORMAT_VERSION
+    manifest = json.dumps(bundle.manifest, indent=2, sort_keys=True).encode()
+    storage.write_bytes(join(vdir, MANIFEST), manifest)
+    return vdir
+
+
+def publish(root: str, version: str, storage: Storage | None = None) -> None:
+    """Point CURRENT at `version`, after re-reading and checking it: the last write of a run."""
+    storage = storage or storage_for(root)
+    read_bundle(root, version, storage=storage)  # raises if anything is missing or corrupt
+    storage.write_bytes(join(root, POINTER), (version + "\n").encode())
+
+
+def current_version(root: str, storage: Storage | None = None) -> str | None:
+    storage = storage or storage_for(root)
+    pointer = join(root, POINTER)
+    if not storage.exists(pointer):
+        return None
+    version = storage.read_bytes(pointer).decode().strip()
+    if not _VERSION_RE.match(version):
+        raise BundleError(f"{pointer} holds an invalid version id")
+    return version
+
+
+def read_manifest(root: str, version: str, storage: Storage | None = None) -> dict:
+    storage = storage or storage_for(root)
+    try:
+        return json.loads(storage.read_bytes(join(version_uri(root, version), MANIFEST)))
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"version {version}: unreadable manifest ({exc})") from None
+
+
+def read_bundle(
+    root: str, version: str | None = None, *, storage: Storage | None = None
+) -> ArtifactBundle:
+    """Load and fully validate a version (default: CURRENT); raises BundleError."""
+    storage = storage or storage_for(root)
+    try:
+        version = version or current_version(root, storage)
+    except Exception as exc:
+        raise BundleError(f"cannot read the current version under {root}: {exc}") from None
+    if version is None:
+        raise BundleError(f"no bundle published under {root} (no {POINTER} file)")
+    manifest = read_manifest(root, version, storage)
+    vdir = version_uri(root, version)
+    files = manifest.get("files", {})
+    loaded: dict[str, object] = {}
+    for fname in [f"{n}.npy" for n in ARRAY_FILES] + [CATALOG]:
+        meta = files.get(fname)
+        if meta is None:
+            raise BundleError(f"version {version}: manifest does not list {fname}")
+        try:
+            data = storage.read_bytes(join(vdir, fname))
+        except Exception as exc:
+            raise BundleError(f"version {version}: cannot read {fname} ({exc})") from None
+        if _sha256(data) != meta["sha256"]:
+            raise BundleError(f"version {version}: checksum mismatch in {fname}")
+        if fname == CATALOG:
+            loaded["catalog"] = json.loads(data)
+        else:
+            loaded[fname[:-4]] = np.load(io.BytesIO(data), allow_pickle=False)
+    bundle = ArtifactBundle(manifest=manifest, **loaded)  # type: ignore[arg-type]
+    bundle.validate()
+    return bundle
+
+
+def list_versions(root: str, storage: Storage | None = None) -> list[str]:
+    """Versions that have a manifest, oldest first."""
+    storage = storage or storage_for(root)
+    try:
+        files = storage.list_files(join(root, "versions"))
+    except Exception:
+        return []
+    names = {f.uri.split("/versions/", 1)[1].split("/", 1)[0] for f in files}
+    return sorted(v for v in names if any(f.uri.endswith(f"/{v}/{MANIFEST}") for f in files))

@@ -1,0 +1,128 @@
+"""Photo -> ranked classes with scores, "known", information and nearest examples: the serving path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.bundle import ArtifactBundle, BundleError
+from models.catalog import fallback_info
+from models.featurizer import Featurizer, FeaturizerSpec
+from models.preprocess import DEFAULT_MAX_PIXELS, preprocess_image
+from models.scoring import class_members, min_per_class, pairwise_distances, project, scores_from_distances
+
+RANDOM_WEIGHTS_WARNING = (
+    "This model uses RANDOM weights (a demo/test build, not trained on ImageNet): "
+    "its answers only reflect pixel statistics of the training photos."
+)
+
+
+@dataclass(frozen=True)
+class Example:
+    source: str
+    distance: float
+
+
+@dataclass(frozen=True)
+class ClassMatch:
+    label: str
+    score: float
+    distance: float
+    threshold: float
+    info: dict
+    examples: list[Example]
+
+
+@dataclass(frozen=True)
+class Classification:
+    label: str
+    known: bool
+    top_k: list[ClassMatch] = field(default_factory=list)
+
+
+def spec_of(manifest: dict) -> FeaturizerSpec:
+    """The featurizer a bundle was built with, as recorded in its manifest."""
+    return FeaturizerSpec(**manifest["featurizer"]).validated()
+
+
+def check_compatible(bundle: ArtifactBundle, featurizer: Featurizer) -> None:
+    """Refuse a bundle whose embeddings came from another model than the one we run."""
+    want = spec_of(bundle.manifest)
+    if featurizer.spec.kind != want.kind or featurizer.spec.image_size != want.image_size:
+        raise BundleError(
+            f"bundle {bundle.version} needs {want.name} at {want.image_size}px, "
+            f"the service runs {featurizer.spec.name} at {featurizer.spec.image_size}px"
+        )
+    if featurizer.weights_sha256 != bundle.manifest["weights"]["sha256"]:
+        raise BundleError(
+            f"bundle {bundle.version} was built with weights {bundle.manifest['weights']['sha256'][:12]}, "
+            f"the service's model has {featurizer.weights_sha256[:12]}"
+        )
+    if featurizer.dim != bundle.pca_components.shape[1]:
+        raise BundleError(f"bundle {bundle.version}: feature size differs from the model's")
+
+
+class Classifier:
+    """A bundle and the model that matches it; built once, then shared by all requests."""
+
+    def __init__(self, bundle: ArtifactBundle, featurizer: Featurizer, *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, n_examples: int = 3):
+        check_compatible(bundle, featurizer)
+        self.bundle = bundle
+        self.featurizer = featurizer
+        self.max_pixels = max_pixels
+        self.n_examples = n_examples
+        self._classes = bundle.classes.tolist()
+        self._members = class_members(bundle.label_idx, len(self._classes))
+        self._temperature = float(bundle.manifest["calibration"]["temperature"])
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    @property
+    def random_weights(self) -> bool:
+        return self.featurizer.spec.random_weights
+
+    def preprocess(self, photo: bytes) -> np.ndarray:
+        """Bytes -> model input; raises models.preprocess.ImageError."""
+        return preprocess_image(photo, self.featurizer.spec.image_size, max_pixels=self.max_pixels)
+
+    def features(self, inputs: np.ndarray) -> np.ndarray:
+        return self.featurizer.embed(inputs)
+
+    def embed(self, inputs: np.ndarray) -> np.ndarray:
+        """Model inputs (n, s, s, 3) -> PCA embeddings (n, K), exactly as the job computes them."""
+        b = self.bundle
+        return project(self.features(inputs), b.scaler_mean, b.scaler_scale, b.pca_components)
+
+    def classify_embeddings(self, z: np.ndarray, top_k: int) -> list[Classification]:
+        d = pairwise_distances(z, self.bundle.embeddings)
+        dist, _ = min_per_class(d, self._members)
+        scores = scores_from_distances(dist, self._temperature)
+        top_k = min(top_k, len(self._classes))
+        return [self._answer(d[i], dist[i], scores[i], top_k) for i in range(len(z))]
+
+    def classify_inputs(self, inputs: np.ndarray, top_k: int) -> list[Classification]:
+        return self.classify_embeddings(self.embed(inputs), top_k)
+
+    def _answer(self, drow: np.ndarray, dist: np.ndarray, scores: np.ndarray, top_k: int
+                ) -> Classification:
+        order = np.argsort(dist, kind="stable")[:top_k]
+        matches = []
+        for c in order:
+            members = self._members[c]
+            near = members[np.argsort(drow[members], kind="stable")[: self.n_examples]]
+            label = self._classes[c]
+            matches.append(ClassMatch(
+                label=label,
+                score=float(scores[c]),
+                distance=float(dist[c]),
+                threshold=float(self.bundle.thresholds[c]),
+                info=self.bundle.catalog.get(label) or fallback_info(label),
+                examples=[Example(str(self.bundle.sources[j]), float(drow[j])) for j in near],
+            ))
+        best = matches[0]
+        return Classification(label=best.label, known=best.distance <= best.threshold,
+                              top_k=matches)

@@ -1,0 +1,174 @@
+"""Model input arrays -> feature vectors: ResNet50 (pooled, 2048-d) or the resize-only pixel baseline."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import numpy as np
+
+from models.preprocess import ImageError, preprocess_image
+
+DEFAULT_IMAGE_SIZE = 224  # the size ResNet50 was trained at
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class FeaturizerSpec:
+    """What turns a photo into a vector; recorded in the manifest and rebuilt by the service.
+
+    kind:    "resnet50" or "pixels"
+    weights: "imagenet", "random:SEED" or a path/URI of a Keras weights file (resnet50 only)
+    image_size: side of the square model input, in pixels
+    """
+
+    kind: str = "resnet50"
+    weights: str = "imagenet"
+    image_size: int = DEFAULT_IMAGE_SIZE
+
+    @classmethod
+    def parse(cls, featurizer: str, weights: str, image_size: int | None) -> FeaturizerSpec:
+        """Build from CLI-style strings: `resnet50` or `pixels:N` (N is then the image size)."""
+        if featurizer.startswith("pixels:"):
+            side = int(featurizer.split(":", 1)[1])
+            return cls(kind="pixels", weights="none", image_size=side).validated()
+        if featurizer != "resnet50":
+            raise ValueError(f"unknown featurizer {featurizer!r}: use 'resnet50' or 'pixels:N'")
+        return cls("resnet50", weights, image_size or DEFAULT_IMAGE_SIZE).validated()
+
+    def validated(self) -> FeaturizerSpec:
+        if self.kind not in ("resnet50", "pixels"):
+            raise ValueError(f"unknown featurizer kind {self.kind!r}")
+        min_side = 32 if self.kind == "resnet50" else 1
+        if not min_side <= self.image_size <= 1024:
+            raise ValueError(f"image size must be in {min_side}..1024, got {self.image_size}")
+        if self.kind == "resnet50" and self.weights.startswith("random:"):
+            int(self.weights.split(":", 1)[1])  # raises on a bad seed
+        return self
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights.startswith("random:")
+
+    @property
+    def name(self) -> str:
+        return "resnet50" if self.kind == "resnet50" else f"pixels:{self.image_size}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Featurizer(Protocol):
+    """A built model: (n, s, s, 3) float32 RGB in [0, 255] -> (n, dim) float32."""
+
+    spec: FeaturizerSpec
+    dim: int
+    weights_sha256: str
+
+    def embed(self, images: np.ndarray) -> np.ndarray: ...
+
+
+class PixelFeaturizer:
+    """The seed study's baseline: the resized photo's pixels, scaled to [0, 1], flattened."""
+
+    def __init__(self, spec: FeaturizerSpec):
+        self.spec = spec
+        self.dim = spec.image_size * spec.image_size * 3
+        self.weights_sha256 = hashlib.sha256(b"pixels").hexdigest()
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        return (images.reshape(len(images), -1) / 255.0).astype(np.float32)
+
+
+class ResNet50Featurizer:
+    """Keras ResNet50 without its classifier, global-average pooled: 2048 values per image."""
+
+    dim = 2048
+
+    def __init__(self, spec: FeaturizerSpec, *, threads: int | None = None):
+        self.spec = spec
+        _configure_tensorflow(threads)
+        import keras
+
+        self._preprocess = keras.applications.resnet50.preprocess_input
+        shape = (spec.image_size, spec.image_size, 3)
+        weights = spec.weights
+        if spec.random_weights:
+            # Same seed -> same weights in every process (checked via weights_sha256).
+            keras.utils.set_random_seed(int(weights.split(":", 1)[1]))
+            weights = None
+        elif weights != "imagenet":
+            weights = _local_copy(weights)
+        self._model = keras.applications.ResNet50(
+            include_top=False, weights=weights, input_shape=shape, pooling="avg"
+        )
+        self.weights_sha256 = weights_digest(self._model.get_weights())
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        x = self._preprocess(np.array(images, dtype=np.float32, copy=True))
+        return np.asarray(self._model.predict_on_batch(x), dtype=np.float32)
+
+
+def weights_digest(arrays: list[np.ndarray]) -> str:
+    """SHA-256 over the weight tensors, in order: identifies the exact model that ran."""
+    digest = hashlib.sha256()
+    for arr in arrays:
+        digest.update(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def build_featurizer(spec: FeaturizerSpec, *, threads: int | None = None) -> Featurizer:
+    """Build the model for `spec`; expensive (seconds): do it once per process."""
+    if spec.kind == "pixels":
+        return PixelFeaturizer(spec)
+    return ResNet50Featurizer(spec, threads=threads)
+
+
+def featurize_bytes(
+    featurizer: Featurizer, photos: list[bytes], *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> tuple[np.ndarray, list[ImageError | None]]:
+    """Featurize many photos; a photo that cannot be decoded gets a NaN row and its error."""
+    size = featurizer.spec.image_size
+    out = np.full((len(photos), featurizer.dim), np.nan, dtype=np.float32)
+    errors: list[ImageError | None] = [None] * len(photos)
+    for start in range(0, len(photos), batch_size):
+        arrays, rows = [], []
+        for i in range(start, min(start + batch_size, len(photos))):
+            try:
+                arrays.append(preprocess_image(photos[i], size))
+                rows.append(i)
+            except ImageError as exc:
+                errors[i] = exc
+        if arrays:
+            out[rows] = featurizer.embed(np.stack(arrays))
+    return out, errors
+
+
+def _configure_tensorflow(threads: int | None) -> None:
+    """Quiet TF's C++ logs and cap its thread pools before the runtime starts."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import tensorflow as tf
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+        except RuntimeError:
+            pass  # the runtime already started in this process; keep its pools
+
+
+def _local_copy(uri: str) -> str:
+    """Keras loads weights from a local file; fetch a remote one into a temp file first."""
+    from models.storage import is_local, local_path, storage_for
+
+    if is_local(uri):
+        return local_path(uri)
+    suffix = ".weights.h5" if uri.endswith(".weights.h5") else os.path.splitext(uri)[1]
+    fd, path = tempfile.mkstemp(suffix=suffix)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(storage_for(uri).read_bytes(uri))
+    return path

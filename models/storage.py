@@ -1,0 +1,195 @@
+"""One URI-based storage layer: local paths and s3:// share every caller's code path."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    uri: str
+    size: int
+    etag: str  # S3 ETag, or "mtime_ns-size" locally: changes when the content does
+
+
+class Storage(Protocol):
+    def read_bytes(self, uri: str) -> bytes: ...
+    def write_bytes(self, uri: str, data: bytes) -> None: ...
+    def exists(self, uri: str) -> bool: ...
+    def list_files(self, uri: str) -> list[FileInfo]: ...
+    def delete_prefix(self, uri: str) -> None: ...
+
+
+class StorageError(RuntimeError):
+    """An I/O failure with a message safe to log (no credentials)."""
+
+
+def is_local(uri: str) -> bool:
+    return urlparse(uri).scheme in ("", "file") or (len(uri) > 1 and uri[1] == ":")
+
+
+def local_path(uri: str) -> str:
+    return urlparse(uri).path if uri.startswith("file://") else uri
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts onto a URI with '/', whatever the scheme."""
+    out = base.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def parent_name(uri: str) -> str:
+    """Name of the folder holding a file: the class label in Fruits-360's layout."""
+    parts = uri.rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 2 else ""
+
+
+class LocalStorage:
+    def read_bytes(self, uri: str) -> bytes:
+        return Path(local_path(uri)).read_bytes()
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        # Write-then-rename, so a reader never sees half a file.
+        path = Path(local_path(uri))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def exists(self, uri: str) -> bool:
+        return Path(local_path(uri)).exists()
+
+    def list_files(self, uri: str) -> list[FileInfo]:
+        root = Path(local_path(uri))
+        if root.is_file():
+            candidates = [root]
+        elif root.is_dir():
+            candidates = sorted(p for p in root.rglob("*") if p.is_file())
+        else:
+            raise StorageError(f"input not found: {uri}")
+        out = []
+        for p in candidates:
+            st = p.stat()
+            out.append(FileInfo(str(p), st.st_size, f"{st.st_mtime_ns}-{st.st_size}"))
+        return out
+
+    def delete_prefix(self, uri: str) -> None:
+        import shutil
+
+        path = Path(local_path(uri))
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+class S3Storage:
+    """s3://bucket/key through boto3; credentials and endpoint from the standard AWS config
+    (environment, profile, instance role, AWS_ENDPOINT_URL), with botocore's bounded retries."""
+
+    def __init__(self, max_attempts: int | None = None, timeout_s: float | None = None):
+        import boto3
+        from botocore.config import Config
+
+        attempts = max_attempts or int(os.environ.get("FRUITS_S3_MAX_ATTEMPTS", "5"))
+        timeout = timeout_s or float(os.environ.get("FRUITS_S3_TIMEOUT_S", "20"))
+        config = Config(
+            retries={"max_attempts": attempts, "mode": "standard"},
+            connect_timeout=timeout,
+            read_timeout=timeout,
+        )
+        self._client = boto3.session.Session().client("s3", config=config)
+
+    @staticmethod
+    def _split(uri: str) -> tuple[str, str]:
+        parsed = urlparse(uri)
+        return parsed.netloc, parsed.path.lstrip("/")
+
+    def _call(self, what: str, uri: str, fn, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "?")
+            raise StorageError(f"S3 {what} failed for {uri}: {code}") from None
+        except BotoCoreError as exc:
+            # The botocore message names the endpoint, never the credentials.
+            raise StorageError(f"S3 {what} failed for {uri}: {type(exc).__name__}: {exc}") from None
+
+    def read_bytes(self, uri: str) -> bytes:
+        bucket, key = self._split(uri)
+        resp = self._call("read", uri, self._client.get_object, Bucket=bucket, Key=key)
+        return resp["Body"].read()
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        bucket, key = self._split(uri)
+        self._call("write", uri, self._client.put_object, Bucket=bucket, Key=key, Body=data)
+
+    def exists(self, uri: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        bucket, key = self._split(uri)
+        try:
+            self._client.head_object(Bucket=bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StorageError(f"S3 head failed for {uri}") from None
+
+    def list_files(self, uri: str) -> list[FileInfo]:
+        bucket, prefix = self._split(uri)
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        out = []
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = self._call("list", uri, lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix)))
+        for page in pages:
+            for obj in page.get("Contents", []):
+                out.append(
+                    FileInfo(f"s3://{bucket}/{obj['Key']}", obj["Size"], obj["ETag"].strip('"'))
+                )
+        return sorted(out, key=lambda f: f.uri)
+
+    def delete_prefix(self, uri: str) -> None:
+        bucket, _ = self._split(uri)
+        keys = [self._split(f.uri)[1] for f in self.list_files(uri)]
+        for start in range(0, len(keys), 1000):
+            chunk = [{"Key": k} for k in keys[start : start + 1000]]
+            self._call(
+                "delete", uri, self._client.delete_objects, Bucket=bucket, Delete={"Objects": chunk}
+            )
+
+
+@lru_cache(maxsize=None)
+def _s3() -> S3Storage:
+    return S3Storage()
+
+
+_LOCAL = LocalStorage()
+
+
+def storage_for(uri: str) -> Storage:
+    """The storage that serves `uri` (one client per process, reused)."""
+    scheme = urlparse(uri).scheme
+    if is_local(uri):
+        return _LOCAL
+    if scheme in ("s3", "s3a"):
+        return _s3()
+    raise StorageError(f"unsupported URI scheme {scheme!r} in {uri}; use a path or s3://")

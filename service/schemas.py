@@ -1,0 +1,95 @@
+"""Request and response schemas: the contract the mobile app depends on (see /docs)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. not_an_image")
+    message: str = Field(description="human-readable explanation")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ClassInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    display_name: str
+    names: dict[str, str] = Field(default_factory=dict, description="common names by language")
+    kind: str = Field("unknown", description="fruit, vegetable, nut or unknown")
+    scientific_name: str = ""
+    fact: str = ""
+
+
+class Example(BaseModel):
+    source: str = Field(description="URI of a training photo close to the upload")
+    distance: float = Field(ge=0)
+
+
+class ClassMatch(BaseModel):
+    label: str
+    score: float = Field(ge=0, le=1, description="softmax over class distances")
+    distance: float = Field(ge=0, description="distance to the class's nearest training photo")
+    threshold: float = Field(description="farther than this, the photo is not known as this class")
+    info: ClassInfo
+    examples: list[Example]
+
+
+class ModelRef(BaseModel):
+    version: str
+    weights: str = Field(description="imagenet, a weights file, or random:SEED")
+    weights_sha256: str
+    random_weights: bool = Field(description="true: a demo/test model, NOT trained")
+    featurizer: str
+    image_size: int
+
+
+class ClassifyResponse(BaseModel):
+    label: str = Field(description="best class")
+    display_name: str
+    known: bool = Field(description="false when the photo is farther than the best class's threshold")
+    top_k: list[ClassMatch]
+    model: ModelRef
+    warning: str | None = Field(None, description="set when the model uses random weights")
+
+
+class EmbedResponse(BaseModel):
+    model: ModelRef
+    embedding: list[float] = Field(description="the photo's PCA embedding, as the job computes it")
+    features: list[float] = Field(description="the model's raw feature vector")
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    version: str
+
+
+class ClassEntry(BaseModel):
+    label: str
+    training_photos: int
+    info: ClassInfo
+
+
+class ClassesResponse(BaseModel):
+    model: ModelRef
+    classes: list[ClassEntry]
+
+
+class ModelSummary(BaseModel):
+    model: ModelRef
+    created_at: str
+    input_uri: str
+    classes: int
+    training_photos: int
+    skipped_photos: int
+    pca_components: int
+    explained_variance_kept: float
+    feature_dim: int
+    calibration: dict
+    libraries: dict[str, str]

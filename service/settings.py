@@ -1,0 +1,23 @@
+"""The service's typed settings, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.preprocess import DEFAULT_MAX_PIXELS
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    artifacts_uri: str = Field("artifacts", description="bundle root: folder or s3://bucket/prefix")
+    weights_file: str | None = Field(
+        None, description="Keras weights file to use instead of the bundle's weights source "
+        "(e.g. ImageNet weights on an air-gapped host); its SHA-256 must match the bundle's")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    default_top_k: int = Field(5, ge=1, le=20)
+    n_examples: int = Field(3, ge=0, le=10)
+    tf_threads: int | None = Field(None, ge=1)
+    log_level: str = "info"

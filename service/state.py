@@ -1,0 +1,62 @@
+"""Loads the bundle and its model once, and holds the classifier every request reads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+
+import numpy as np
+
+from models.bundle import BundleError, read_bundle
+from models.classifier import Classification, Classifier, spec_of
+from models.featurizer import Featurizer, build_featurizer
+from service.settings import Settings
+
+log = logging.getLogger("service")
+
+
+def load_classifier(settings: Settings, version: str | None = None,
+                    reuse: Featurizer | None = None) -> Classifier:
+    """Read + validate a bundle, build (or reuse) the matching model; raises BundleError."""
+    bundle = read_bundle(settings.artifacts_uri, version)
+    spec = spec_of(bundle.manifest)
+    if settings.weights_file and not spec.random_weights and spec.kind == "resnet50":
+        spec = replace(spec, weights=settings.weights_file)
+    if reuse is not None and reuse.spec == spec:
+        featurizer = reuse
+    else:
+        featurizer = build_featurizer(spec, threads=settings.tf_threads)
+    return Classifier(bundle, featurizer, max_pixels=settings.max_image_pixels,
+                      n_examples=settings.n_examples)
+
+
+class ModelHolder:
+    """The classifier in service now. A request reads `current` once, so swapping it
+    never changes the model under a request in flight."""
+
+    def __init__(self, classifier: Classifier | None = None):
+        self.current = classifier
+        # One model call at a time: Keras models are not safe to call from many threads.
+        self._model_lock = threading.Lock()
+
+    def require(self) -> Classifier:
+        if self.current is None:
+            raise BundleError("no model loaded")
+        return self.current
+
+    def classify(self, classifier: Classifier, photos: list[bytes], top_k: int
+                 ) -> list[Classification]:
+        inputs = np.stack([classifier.preprocess(p) for p in photos])
+        with self._model_lock:
+            z = classifier.embed(inputs)
+        return classifier.classify_embeddings(z, top_k)
+
+    def embed(self, classifier: Classifier, photo: bytes) -> tuple[np.ndarray, np.ndarray]:
+        inputs = classifier.preprocess(photo)[None]
+        with self._model_lock:
+            features = classifier.features(inputs)
+        b = classifier.bundle
+        from models.scoring import project
+
+        return features[0], project(features, b.scaler_mean, b.scaler_scale, b.pca_components)[0]
