@@ -1,0 +1,71 @@
+"""Session fixtures: a small real dataset, one local Spark session, one job run, one live service."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from tests.support import (
+    SHARED_DATA, TEST_IMAGE_SIZE, TEST_WEIGHTS, copy_photos, running_service, shared_photos,
+)
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Six real classes; Cherry 1 / Cherry 2 and the apples are look-alikes on purpose.
+LABELS = ["Apple Golden 1", "Apple Red 1", "Banana", "Cherry 1", "Cherry 2", "Kiwi"]
+TRAIN_PER_CLASS = 16
+TEST_PER_CLASS = 6
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory):
+    """Training/<label>/*.jpg from ../shared (plus one corrupt photo), Test/<label>/*.jpg."""
+    root = tmp_path_factory.mktemp("fruits")
+    train = copy_photos(root / "Training", "Training", LABELS, TRAIN_PER_CLASS)
+    copy_photos(root / "Test", "Test", LABELS, TEST_PER_CLASS)
+    good = shared_photos("Training", "Kiwi")[-1].read_bytes()
+    (train / "Kiwi" / "corrupt_truncated.jpg").write_bytes(good[: len(good) // 3])
+    (train / "Kiwi" / "README.txt").write_text("not a photo: ignored by extension")
+    return root
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from batch.session import spark_session
+
+    session = spark_session("local[2]")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def job_run(dataset, spark, tmp_path_factory):
+    """The real job, run once on the real photos: (bundle root, JobResult)."""
+    from batch.config import JobConfig
+    from batch.job import run_job
+    from models.featurizer import FeaturizerSpec
+
+    root = tmp_path_factory.mktemp("artifacts")
+    config = JobConfig(
+        input_uri=str(dataset / "Training"),
+        output_uri=str(root),
+        spec=FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE),
+        images_per_partition=24,
+    )
+    return root, run_job(config, spark)
+
+
+@pytest.fixture(scope="session")
+def service_url(job_run, tmp_path_factory):
+    """The real app under uvicorn, serving the job's bundle, on 127.0.0.1."""
+    root, _ = job_run
+    log = tmp_path_factory.mktemp("logs") / "service.log"
+    with running_service({"ARTIFACTS_URI": str(root)}, log_path=log) as (url, _proc):
+        yield url
+
+
+__all__ = ["LABELS", "SHARED_DATA"]

@@ -1,0 +1,79 @@
+"""Helpers shared by the tests: where the real data is, and a real uvicorn server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FRUITS360_DIR", REPO_ROOT.parent / "shared/data/fruits360"))
+TEST_IMAGE_SIZE = 64  # small input keeps CI fast; the code path is the same as at 224
+TEST_WEIGHTS = "random:0"
+
+
+def shared_photos(split: str, label: str) -> list[Path]:
+    folder = SHARED_DATA / split / label
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is missing: the tests need ../shared/data/fruits360")
+    return sorted(folder.glob("*.jpg"))
+
+
+def copy_photos(dest: Path, split: str, labels: list[str], per_class: int) -> Path:
+    """Copy the first `per_class` photos of each label into dest/<label>/."""
+    for label in labels:
+        (dest / label).mkdir(parents=True, exist_ok=True)
+        for photo in shared_photos(split, label)[:per_class]:
+            shutil.copy(photo, dest / label / photo.name)
+    return dest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} not ready after {timeout_s} s")
+
+
+@contextlib.contextmanager
+def running_service(env: dict[str, str], log_path: Path | None = None, ready: bool = True):
+    """Start `python -m service` (uvicorn) on a free loopback port; stop it afterwards."""
+    port = free_port()
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+        env=full_env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if ready:
+            wait_ready(url, proc)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        if log_path:
+            log.close()
