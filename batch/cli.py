@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tf-threads", type=int, default=None,
                    help="TensorFlow threads per Python worker (default: cores per task)")
     p.add_argument("--keep-versions", type=int, default=5, help="old versions to keep")
+    p.add_argument("--incremental", action="store_true",
+                   help="refresh: reuse the current version's features of photos whose URI and "
+                   "ETag are unchanged; featurize only new or changed photos; refit scaler + PCA")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="extra Spark setting (repeatable)")
     return p
@@ -58,6 +61,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         images_per_partition=args.images_per_partition,
         tf_threads=args.tf_threads,
         keep_versions=args.keep_versions,
+        incremental=args.incremental,
         spark_conf=conf,
     )
 
@@ -71,6 +75,10 @@ def print_summary(result) -> None:
     print(f"  {m['counts']['featurized']} photos, {m['counts']['classes']} classes; "
           f"PCA K={m['pca']['k']} keeps {m['pca']['explained_variance_kept']:.1%} of variance "
           f"({m['pca']['chosen_by']})")
+    if m.get("refresh", {}).get("incremental"):
+        r = m["refresh"]
+        print(f"  refresh from {r['previous_version']}: reused {r['reused']}, featurized "
+              f"{r['featurized']}, dropped {r['dropped']} {r['note']}")
     for name, row in m["stages"].items():
         rate = f"{row['images_per_s']:8.1f} img/s" if row.get("images_per_s") else ""
         print(f"  stage {name:<9} {row['seconds']:8.1f} s {rate}")

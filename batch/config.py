@@ -28,6 +28,8 @@ class JobConfig:
     images_per_partition: int = 128
     tf_threads: int | None = None  # None: cores per concurrent task
     keep_versions: int = 5
+    progress_interval_s: float = 5.0  # seconds between console progress lines
+    incremental: bool = False  # reuse the current version's features of unchanged photos
     spark_conf: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):

@@ -10,7 +10,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 
 from models.featurizer import Featurizer, FeaturizerSpec, build_featurizer, featurize_bytes
-from models.storage import storage_for
+from models.storage import StorageUnavailable, storage_for
 
 FEATURES_SCHEMA = (
     "uri string, label string, etag string, sha256 string, "
@@ -36,6 +36,8 @@ def _featurize_partition(
         for i, uri in enumerate(batch["uri"]):
             try:
                 photos.append(storage_for(uri).read_bytes(uri))
+            except StorageUnavailable:
+                raise  # the store is down, not this photo: fail the job instead of skipping all
             except Exception as exc:  # one unreadable file must not fail the job
                 photos.append(b"")
                 read_errors[i] = f"cannot read: {type(exc).__name__}: {exc}"

@@ -16,9 +16,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from batch.config import JobConfig
-from batch.featurize import featurize_images
 from batch.fit import fit_projection
-from batch.images import images_frame, list_images
+from batch.images import list_images
+from batch.incremental import refresh_features
+from batch.progress import StageProgress
+from batch.report import run_report
 from batch.session import spark_session
 from batch.write import project_features, write_features
 from models.bundle import (
@@ -26,7 +28,7 @@ from models.bundle import (
 )
 from models.catalog import build_catalog, load_overrides
 from models.scoring import calibrate, class_centroids
-from models.storage import storage_for
+from models.storage import StorageError, storage_for
 
 log = logging.getLogger("batch")
 
@@ -89,14 +91,25 @@ def run_job(config: JobConfig, spark: SparkSession | None = None) -> JobResult:
     stages = _Stages()
     try:
         return _run(spark, config, version, stages)
-    except Exception:
+    except Exception as exc:
         # The pointer was not moved; drop the half-written version so it cannot be mistaken.
         try:
             if current_version(root) != version:
                 storage_for(root).delete_prefix(version_uri(root, version))
         except Exception:  # noqa: BLE001 - the original error matters more
             log.warning("could not remove the incomplete version %s", version)
+        outage = None if isinstance(exc, StorageError) else _storage_outage(exc)
+        if outage:  # an executor's storage error arrives wrapped in Spark's whole traceback
+            raise JobError(f"storage unavailable: {outage}") from None
         raise
+
+
+def _storage_outage(exc: Exception) -> str | None:
+    """The storage layer's own (credential-free) message inside a Spark task failure."""
+    for line in reversed(str(exc).splitlines()):
+        if "StorageUnavailable: " in line:
+            return line.split("StorageUnavailable: ", 1)[1].strip()
+    return None
 
 
 def _run(spark: SparkSession, config: JobConfig, version: str, stages: _Stages) -> JobResult:
@@ -114,12 +127,12 @@ def _run(spark: SparkSession, config: JobConfig, version: str, stages: _Stages) 
              config.input_uri)
 
     threads = _tf_threads(spark, config)
-    featurized = featurize_images(images_frame(spark, listing, config), spec,
-                                  threads=threads, batch_size=config.batch_size)
+    featurized, refresh = refresh_features(spark, config, listing, threads)
     featurized = featurized.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        status = stages.run("featurize", n, lambda: featurized.select(
-            "uri", "label", "error_code", "error", "weights_sha256").toPandas())
+        with StageProgress(spark.sparkContext, "featurize", n, config.progress_interval_s):
+            status = stages.run("featurize", n, lambda: featurized.select(
+                "uri", "label", "error_code", "error", "weights_sha256").toPandas())
         skipped = (status[status["error_code"].notna()].sort_values("uri")
                    [["uri", "error_code", "error"]].rename(columns={"error_code": "code"}))
         skipped_rows = skipped.to_dict("records")
@@ -144,6 +157,9 @@ def _run(spark: SparkSession, config: JobConfig, version: str, stages: _Stages) 
 
     bundle = _assemble(config, version, spec, weights[0], projection, embedded, skipped_rows,
                        overrides, written, stages, spark)
+    # Before the manifest is written, so the manifest can point at it; removed with the version.
+    bundle.manifest["report"] = run_report(config.output_uri, bundle)
+    bundle.manifest["refresh"] = refresh.to_manifest()
     start = time.perf_counter()
     write_version(config.output_uri, bundle)
     publish(config.output_uri, version)  # the pointer moves last, after a full read-back check

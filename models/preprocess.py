@@ -70,7 +70,11 @@ def open_image(
             img = ImageOps.exif_transpose(img)
         except Exception as exc:
             raise ImageError("corrupt_image", f"The image data is damaged: {exc}") from None
-    return _to_rgb(img)
+    try:
+        return _to_rgb(img)
+    except Exception as exc:  # a mode Pillow cannot convert (e.g. a LAB TIFF) is not a 500
+        raise ImageError("unsupported_format", f"Image mode {img.mode} cannot be read: {exc}"
+                         ) from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

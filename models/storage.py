@@ -30,6 +30,11 @@ class StorageError(RuntimeError):
     """An I/O failure with a message safe to log (no credentials)."""
 
 
+class StorageUnavailable(StorageError):
+    """The store itself failed (unreachable, timing out, 5xx) after botocore's bounded retries:
+    unlike a missing or unreadable object, retrying the next file will not help."""
+
+
 def is_local(uri: str) -> bool:
     return urlparse(uri).scheme in ("", "file") or (len(uri) > 1 and uri[1] == ":")
 
@@ -127,15 +132,19 @@ class S3Storage:
             return fn(**kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "?")
-            raise StorageError(f"S3 {what} failed for {uri}: {code}") from None
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            error = StorageUnavailable if status >= 500 else StorageError
+            raise error(f"S3 {what} failed for {uri}: {code}") from None
         except BotoCoreError as exc:
             # The botocore message names the endpoint, never the credentials.
-            raise StorageError(f"S3 {what} failed for {uri}: {type(exc).__name__}: {exc}") from None
+            raise StorageUnavailable(
+                f"S3 {what} failed for {uri}: {type(exc).__name__}: {exc}") from None
 
     def read_bytes(self, uri: str) -> bytes:
         bucket, key = self._split(uri)
-        resp = self._call("read", uri, self._client.get_object, Bucket=bucket, Key=key)
-        return resp["Body"].read()
+        # The body streams after the response headers: read it inside the same error mapping.
+        return self._call("read", uri, lambda: self._client.get_object(
+            Bucket=bucket, Key=key)["Body"].read())
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = self._split(uri)
@@ -145,13 +154,17 @@ class S3Storage:
         from botocore.exceptions import ClientError
 
         bucket, key = self._split(uri)
-        try:
-            self._client.head_object(Bucket=bucket, Key=key)
-            return True
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise StorageError(f"S3 head failed for {uri}") from None
+
+        def head() -> bool:
+            try:
+                self._client.head_object(Bucket=bucket, Key=key)
+                return True
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise
+
+        return self._call("head", uri, head)
 
     def list_files(self, uri: str) -> list[FileInfo]:
         bucket, prefix = self._split(uri)

@@ -1,11 +1,11 @@
 """`python -m service [--host H] [--port P]`: serve the app with uvicorn."""
 
 import argparse
-import logging
 
 import uvicorn
 
 from service.app import create_app
+from service.logging_setup import setup_logging
 from service.settings import Settings
 
 
@@ -15,10 +15,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level)
+    # log_config=None keeps our JSON handler; RequestIdMiddleware writes the access lines.
     uvicorn.run(create_app(settings), host=args.host, port=args.port,
-                log_level=settings.log_level.lower())
+                log_level=settings.log_level.lower(), log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.preprocess import ImageError
+from service.batching import Overloaded
 
 log = logging.getLogger("service")
 
@@ -39,6 +40,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ImageError)
     async def _image(_: Request, exc: ImageError):
         return error_response(IMAGE_STATUS.get(exc.code, 400), exc.code, exc.message)
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded):
+        # The queue drains in about one model call: a second is a fair first back-off.
+        return error_response(503, "overloaded", f"The service is busy ({exc}); retry shortly.",
+                              {"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):

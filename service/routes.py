@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from models.bundle import BundleError
 from models.classifier import RANDOM_WEIGHTS_WARNING, Classification, Classifier
@@ -25,9 +24,11 @@ ERRORS = {
 
 def _classifier(request: Request) -> Classifier:
     try:
-        return request.app.state.holder.require()
+        classifier = request.app.state.holder.require()
     except BundleError:
         raise ApiError(503, "not_ready", "The model is not loaded yet.") from None
+    request.state.model_version = classifier.version  # for the X-Model-Version header
+    return classifier
 
 
 async def _read_upload(request: Request, file: UploadFile) -> bytes:
@@ -71,8 +72,7 @@ async def classify(
 ) -> schemas.ClassifyResponse:
     data = await _read_upload(request, file)
     c = _classifier(request)
-    holder = request.app.state.holder
-    [result] = await run_in_threadpool(holder.classify, c, [data], top_k)
+    result = await request.app.state.holder.classify_photo(c, data, top_k)
     return classification_response(c, result)
 
 
@@ -83,7 +83,7 @@ async def embed(
 ) -> schemas.EmbedResponse:
     data = await _read_upload(request, file)
     c = _classifier(request)
-    features, z = await run_in_threadpool(request.app.state.holder.embed, c, data)
+    features, z = await request.app.state.holder.embed_photo(c, data)
     return schemas.EmbedResponse(model=model_ref(c), embedding=z.tolist(),
                                  features=features.tolist())
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.preprocess import DEFAULT_MAX_PIXELS
@@ -21,3 +21,14 @@ class Settings(BaseSettings):
     n_examples: int = Field(3, ge=0, le=10)
     tf_threads: int | None = Field(None, ge=1)
     log_level: str = "info"
+    # Micro-batching (service/batching.py): concurrent photos share one model call.
+    max_batch_size: int = Field(32, ge=1, le=256, description="photos per model call, at most")
+    max_batch_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="how long the first photo of a batch waits for company")
+    max_queue_depth: int = Field(
+        64, ge=1, description="photos waiting for the model beyond which requests get 503")
+    # Hot reload (service/reload.py): a new CURRENT version is loaded, checked, swapped in.
+    reload_interval_s: float = Field(
+        30.0, ge=0, description="seconds between checks of the CURRENT pointer; 0: no polling")
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token for POST /v1/admin/reload; unset: no admin endpoint")

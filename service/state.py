@@ -7,10 +7,13 @@ import threading
 from dataclasses import replace
 
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 from models.bundle import BundleError, read_bundle
 from models.classifier import Classification, Classifier, spec_of
 from models.featurizer import Featurizer, build_featurizer
+from models.scoring import project
+from service.batching import MicroBatcher
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -39,6 +42,7 @@ class ModelHolder:
         self.current = classifier
         # One model call at a time: Keras models are not safe to call from many threads.
         self._model_lock = threading.Lock()
+        self.batcher: MicroBatcher | None = None  # set by the app's lifespan
 
     def require(self) -> Classifier:
         if self.current is None:
@@ -60,3 +64,33 @@ class ModelHolder:
         from models.scoring import project
 
         return features[0], project(features, b.scaler_mean, b.scaler_scale, b.pca_components)[0]
+
+    # The micro-batched path used by the routes: preprocess in the thread pool (decoding runs
+    # in parallel), then one shared model call per batch on the batcher's single thread.
+    def batch_features(self, classifier: Classifier, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        with self._model_lock:
+            return list(classifier.features(np.stack(inputs)))
+
+    async def photo_features(self, classifier: Classifier, photo: bytes) -> np.ndarray:
+        """Raises ImageError (bad photo) or service.batching.Overloaded (queue full)."""
+        inputs = await run_in_threadpool(classifier.preprocess, photo)
+        if self.batcher is None:
+            return (await run_in_threadpool(self.batch_features, classifier, [inputs]))[0]
+        return await self.batcher.submit(inputs, key=classifier)
+
+    async def classify_photo(self, classifier: Classifier, photo: bytes, top_k: int
+                             ) -> Classification:
+        features = await self.photo_features(classifier, photo)
+        z = project(features[None], *_projection(classifier))
+        return classifier.classify_embeddings(z, top_k)[0]
+
+    async def embed_photo(self, classifier: Classifier, photo: bytes
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        features = await self.photo_features(classifier, photo)
+        return features, project(features[None], *_projection(classifier))[0]
+
+
+def _projection(classifier: Classifier) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    b = classifier.bundle
+    return b.scaler_mean, b.scaler_scale, b.pca_components
+

@@ -1,0 +1,111 @@
+"""Incremental refresh: reuse the previous features of unchanged photos, featurize the rest."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from batch.config import JobConfig
+from batch.featurize import featurize_images
+from batch.images import images_frame
+from models.bundle import FEATURES_DIR, current_version, read_manifest, version_uri
+from models.storage import join, storage_for
+
+log = logging.getLogger("batch")
+
+PREVIOUS_SCHEMA = "uri string, label string, etag string, sha256 string, features array<float>"
+# A photo's features are reused when its URI and ETag are both unchanged. On S3 the ETag of a
+# single-part upload is the MD5 of its bytes; locally it is mtime+size: both change with the
+# content.
+REUSE_KEY = ["uri", "etag"]
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What the run reused from the previous version; recorded in the manifest as `refresh`."""
+
+    incremental: bool
+    previous_version: str | None
+    reused: int  # photos whose features came from the previous version
+    featurized: int  # photos sent to the model (new, changed, or previously unreadable)
+    dropped: int  # photos of the previous version that are gone from the input
+    note: str = ""
+
+    def to_manifest(self) -> dict:
+        return asdict(self)
+
+
+def _read_feature_files(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    for batch in batches:
+        for uri in batch["file"]:
+            table = pq.read_table(io.BytesIO(storage_for(uri).read_bytes(uri)),
+                                  columns=["uri", "label", "etag", "sha256", "features"])
+            yield table.to_pandas()
+
+
+def read_previous_features(spark: SparkSession, root: str, version: str) -> DataFrame:
+    """A version's features Parquet, read by the executors through the storage layer (no S3A)."""
+    files = [f.uri for f in storage_for(root).list_files(join(version_uri(root, version),
+                                                               FEATURES_DIR))
+             if f.uri.endswith(".parquet")]
+    if not files:
+        return spark.createDataFrame([], schema=PREVIOUS_SCHEMA)
+    frame = spark.createDataFrame(pd.DataFrame({"file": files}), schema="file string")
+    return frame.repartition(len(files)).mapInPandas(_read_feature_files, schema=PREVIOUS_SCHEMA)
+
+
+def _previous_version(config: JobConfig) -> tuple[str | None, dict | None, str]:
+    """The version to reuse from, its manifest, or why there is none."""
+    version = current_version(config.output_uri)
+    if version is None:
+        return None, None, "no previous version: full run"
+    manifest = read_manifest(config.output_uri, version)
+    if manifest.get("featurizer") != config.spec.to_dict():
+        return version, None, (f"previous version {version} used featurizer "
+                               f"{manifest.get('featurizer')}: full run")
+    return version, manifest, ""
+
+
+def refresh_features(
+    spark: SparkSession, config: JobConfig, listing: pd.DataFrame, threads: int
+) -> tuple[DataFrame, Refresh]:
+    """Features of every listed photo, as featurize_images returns them, and what was reused.
+
+    Without --incremental, or with no compatible previous version, every photo is featurized.
+    """
+    def featurize(rows: pd.DataFrame) -> DataFrame:
+        return featurize_images(images_frame(spark, rows, config), config.spec,
+                                threads=threads, batch_size=config.batch_size)
+
+    if not config.incremental:
+        return featurize(listing), Refresh(False, None, 0, len(listing), 0)
+    previous, manifest, note = _previous_version(config)
+    if manifest is None:
+        log.info("incremental refresh: %s", note)
+        return featurize(listing), Refresh(True, previous, 0, len(listing), 0, note)
+
+    old = read_previous_features(spark, config.output_uri, previous)
+    old_keys = old.select(*REUSE_KEY).toPandas()
+    matched = listing.merge(old_keys, on=REUSE_KEY, how="left", indicator=True)
+    unchanged = matched["_merge"] == "both"
+    to_featurize = listing[~unchanged.to_numpy()]
+    keep = spark.createDataFrame(listing.loc[unchanged.to_numpy(), REUSE_KEY],
+                                 schema="uri string, etag string")
+    reused = (old.join(F.broadcast(keep), on=REUSE_KEY, how="inner")
+              .select("uri", "label", "etag", "sha256", "features",
+                      F.lit(None).cast("string").alias("error_code"),
+                      F.lit(None).cast("string").alias("error"),
+                      F.lit(manifest["weights"]["sha256"]).alias("weights_sha256")))
+    still_listed = set(listing["uri"])
+    dropped = int((~old_keys["uri"].isin(still_listed)).sum())
+    refresh = Refresh(True, previous, int(unchanged.sum()), len(to_featurize), dropped)
+    log.info("incremental refresh from %s: reusing %d, featurizing %d, dropping %d photos",
+             previous, refresh.reused, refresh.featurized, refresh.dropped)
+    return reused.unionByName(featurize(to_featurize)), refresh

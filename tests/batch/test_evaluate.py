@@ -1,0 +1,132 @@
+"""`python -m batch.evaluate` on the job's bundle and the Test photos, against a plain numpy
+nearest-neighbour over the bundle's .npy files and against the live service's answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import numpy as np
+import pytest
+
+from models.featurizer import FeaturizerSpec, ResNet50Featurizer
+from models.preprocess import preprocess_image
+from tests.support import REPO_ROOT, TEST_IMAGE_SIZE, TEST_WEIGHTS
+
+TOP_K = 3
+
+
+def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def evaluation(job_run, dataset, tmp_path_factory):
+    root, _ = job_run
+    out = tmp_path_factory.mktemp("eval") / "evaluation.json"
+    proc = _run("-m", "batch.evaluate", "--bundle", str(root), "--data", str(dataset / "Test"),
+                "--json", str(out), "--top-k", str(TOP_K))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+@pytest.fixture(scope="module")
+def expected(job_run, dataset):
+    """Top-k classes, 'known' and true label of every Test photo, from the raw arrays."""
+    root, result = job_run
+    vdir = root / "versions" / result.version
+    a = {name: np.load(vdir / f"{name}.npy") for name in (
+        "scaler_mean", "scaler_scale", "pca_components", "embeddings", "labels", "classes",
+        "thresholds")}
+    photos = sorted((dataset / "Test").rglob("*.jpg"))
+    model = ResNet50Featurizer(FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE))
+    features = model.embed(np.stack([preprocess_image(p.read_bytes(), TEST_IMAGE_SIZE)
+                                     for p in photos])).astype(np.float64)
+    scale = np.where(a["scaler_scale"] > 0, a["scaler_scale"], np.inf)
+    z = (((features - a["scaler_mean"]) / scale) @ a["pca_components"].T).astype(np.float32)
+    d = np.linalg.norm(z[:, None, :].astype(np.float64) - a["embeddings"][None].astype(np.float64),
+                       axis=2)
+    classes = a["classes"].tolist()
+    per_class = np.stack([d[:, a["labels"] == c].min(1) for c in classes], axis=1)
+    ranked = np.argsort(per_class, axis=1, kind="stable")
+    rows = []
+    for i, p in enumerate(photos):
+        best = ranked[i, 0]
+        rows.append({"uri": str(p), "label": p.parent.name,
+                     "top": [classes[j] for j in ranked[i, :TOP_K]],
+                     "known": bool(per_class[i, best] <= a["thresholds"][best])})
+    return rows, classes
+
+
+def test_accuracy_and_unknown_rate_match_a_plain_nearest_neighbour(evaluation, expected):
+    ev, _ = evaluation
+    rows, _ = expected
+    n = len(rows)
+    assert ev["photos"] == n == 36 and ev["skipped"] == []
+    assert ev["top_k"] == TOP_K
+    assert ev["top1_accuracy"] == pytest.approx(sum(r["top"][0] == r["label"] for r in rows) / n)
+    assert ev["top_k_accuracy"] == pytest.approx(sum(r["label"] in r["top"] for r in rows) / n)
+    assert ev["unknown_rate"] == pytest.approx(sum(not r["known"] for r in rows) / n)
+    by_uri = {p["uri"]: p for p in ev["predictions"]}
+    for r in rows:
+        assert by_uri[r["uri"]]["top_k"] == r["top"], r["uri"]
+        assert by_uri[r["uri"]]["known"] == r["known"], r["uri"]
+
+
+def test_per_class_recall_and_confusion_matrix(evaluation, expected):
+    ev, _ = evaluation
+    rows, classes = expected
+    true_labels = sorted({r["label"] for r in rows})
+    assert ev["confusion"]["true_labels"] == true_labels
+    assert ev["confusion"]["predicted_labels"] == classes
+    matrix = np.zeros((len(true_labels), len(classes)), dtype=int)
+    for r in rows:
+        matrix[true_labels.index(r["label"]), classes.index(r["top"][0])] += 1
+    assert ev["confusion"]["matrix"] == matrix.tolist()
+    for label in true_labels:
+        mine = [r for r in rows if r["label"] == label]
+        assert ev["per_class"][label]["photos"] == len(mine) == 6
+        assert ev["per_class"][label]["recall"] == pytest.approx(
+            sum(r["top"][0] == label for r in mine) / len(mine))
+    assert ev["labels_not_in_bundle"] == []
+
+
+def test_console_table_lists_every_class(evaluation, expected):
+    ev, stdout = evaluation
+    assert f"top-1 {ev['top1_accuracy']:.1%}" in stdout
+    for label in ev["per_class"]:
+        assert f"\n  {label}" in stdout
+
+
+def test_answers_equal_the_live_service(evaluation, service_url):
+    """The command must score exactly what the service would answer for each photo."""
+    ev, _ = evaluation
+    first_of_each = {}
+    for p in ev["predictions"]:
+        first_of_each.setdefault(p["label"], p)
+    for p in first_of_each.values():
+        with open(p["uri"], "rb") as fh:
+            resp = httpx.post(f"{service_url}/v1/classify", params={"top_k": TOP_K},
+                              files={"file": ("photo.jpg", fh.read(), "image/jpeg")}, timeout=60)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert [m["label"] for m in body["top_k"]] == p["top_k"]
+        assert body["known"] == p["known"]
+
+
+def test_evaluate_does_not_import_spark():
+    proc = _run("-c", "import sys, batch.evaluate; "
+                      "sys.exit('pyspark' in sys.modules or 'fastapi' in sys.modules)", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_missing_data_is_an_error_in_words(job_run, tmp_path):
+    root, _ = job_run
+    proc = _run("-m", "batch.evaluate", "--bundle", str(root), "--data", str(tmp_path / "nope"))
+    assert proc.returncode == 1
+    assert "evaluation failed" in proc.stderr and "not found" in proc.stderr

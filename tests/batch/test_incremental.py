@@ -1,0 +1,107 @@
+"""Incremental refresh with the real job: reuse unchanged features, featurize new ones, drop deleted."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batch.config import JobConfig
+from batch.job import run_job
+from models.bundle import read_bundle
+from models.featurizer import FeaturizerSpec, build_featurizer, featurize_bytes
+from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS, copy_photos, shared_photos
+
+LABELS = ["Apple Red 1", "Banana", "Cherry 1"]
+POISON = 7.0  # no ResNet50 feature vector is constant: a row holding it was reused, not recomputed
+
+
+def features_of(root: Path, version: str) -> pd.DataFrame:
+    files = sorted((root / "versions" / version / "features").glob("*.parquet"))
+    return pd.concat([pq.read_table(f).to_pandas() for f in files]).set_index("uri").sort_index()
+
+
+def poison_row(root: Path, version: str, uri: str) -> None:
+    for f in (root / "versions" / version / "features").glob("*.parquet"):
+        frame = pq.read_table(f).to_pandas()
+        if uri in set(frame["uri"]):
+            hit = frame["uri"] == uri
+            frame.loc[hit, "features"] = pd.Series(
+                [np.full(2048, POISON, dtype=np.float32)], index=frame.index[hit])
+            pq.write_table(pa.Table.from_pandas(frame, schema=pq.read_schema(f),
+                                                preserve_index=False), f)
+            return
+    raise AssertionError(f"{uri} not in the features of {version}")
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_incremental_refresh_reuses_unchanged_and_refits(spark, tmp_path):
+    photos = copy_photos(tmp_path / "photos", "Training", LABELS, 8)
+    root = tmp_path / "bundles"
+    spec = FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE)
+
+    def config(incremental: bool) -> JobConfig:
+        return JobConfig(input_uri=str(photos), output_uri=str(root), spec=spec,
+                         images_per_partition=8, incremental=incremental)
+
+    first = run_job(config(incremental=True), spark)  # nothing to reuse yet: a full run
+    assert first.manifest["refresh"]["reused"] == 0
+    assert first.manifest["refresh"]["featurized"] == 24
+
+    kept = str(photos / LABELS[0] / shared_photos("Training", LABELS[0])[0].name)
+    poison_row(root, first.version, kept)
+    deleted = sorted((photos / LABELS[1]).glob("*.jpg"))[-2:]
+    for path in deleted:
+        path.unlink()
+    changed = sorted((photos / LABELS[2]).glob("*.jpg"))[0]
+    changed.write_bytes(shared_photos("Training", LABELS[2])[30].read_bytes())
+    added = [*copy_photos_named(photos, LABELS[2], range(8, 11)),
+             *copy_photos_named(photos, "Kiwi", range(2))]  # a class the first run never saw
+
+    second = run_job(config(incremental=True), spark)
+    assert second.manifest["refresh"] == {
+        "incremental": True, "previous_version": first.version,
+        "reused": 21, "featurized": 6, "dropped": 2, "note": ""}
+
+    listed = sorted(str(p) for p in photos.rglob("*.jpg"))
+    old, new = features_of(root, first.version), features_of(root, second.version)
+    assert list(new.index) == listed
+    assert np.all(new.loc[kept, "features"] == POISON)  # carried over, not recomputed
+    unchanged = [u for u in listed if u in old.index and u != str(changed) and u != kept]
+    assert len(unchanged) == 20
+    for uri in unchanged:
+        assert np.array_equal(new.loc[uri, "features"], old.loc[uri, "features"])
+
+    # New and changed photos: exactly what the model gives for their current bytes.
+    fresh = [str(changed), *map(str, added)]
+    featurizer = build_featurizer(spec)
+    expected, errors = featurize_bytes(featurizer, [Path(u).read_bytes() for u in fresh])
+    assert errors == [None] * len(fresh)
+    got = np.stack(new.loc[fresh, "features"].to_numpy())
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(new.loc[str(changed), "features"], old.loc[str(changed), "features"])
+
+    # Scaler refitted on the refreshed set (poisoned row included), in float64 numpy.
+    x = np.stack(new["features"].to_numpy()).astype(np.float64)
+    bundle = read_bundle(str(root))
+    assert bundle.version == second.version
+    np.testing.assert_allclose(bundle.scaler_mean, x.mean(axis=0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(bundle.scaler_scale, x.std(axis=0, ddof=1), rtol=1e-5, atol=1e-6)
+    assert sorted(bundle.sources.tolist()) == listed
+    assert "Kiwi" in bundle.classes.tolist()
+
+
+def copy_photos_named(photos: Path, label: str, indices: range) -> list[Path]:
+    (photos / label).mkdir(exist_ok=True)
+    sources = shared_photos("Training", label)
+    out = []
+    for i in indices:
+        out.append(photos / label / sources[i].name)
+        shutil.copy(sources[i], out[-1])
+    return out

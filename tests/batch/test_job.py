@@ -1,0 +1,155 @@
+"""The real job in local Spark on real photos: artifacts, manifest, skipped files, atomicity."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from batch.cli import build_parser, config_from_args
+from batch.config import JobConfig
+from batch.job import run_job
+from models.bundle import ARRAY_FILES, read_bundle
+from models.featurizer import FeaturizerSpec
+from tests.conftest import LABELS, TRAIN_PER_CLASS
+from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS, copy_photos
+
+
+def _vdir(root):
+    return root / "versions" / (root / "CURRENT").read_text().strip()
+
+
+def test_bundle_files_and_shapes(job_run):
+    root, result = job_run
+    vdir = _vdir(root)
+    assert vdir.name == result.version
+    for name in ARRAY_FILES:
+        assert (vdir / f"{name}.npy").is_file(), name
+    n = len(LABELS) * TRAIN_PER_CLASS
+    k = result.manifest["pca"]["k"]
+    assert np.load(vdir / "embeddings.npy").shape == (n, k)
+    assert np.load(vdir / "pca_components.npy").shape == (k, 2048)
+    assert np.load(vdir / "scaler_mean.npy").shape == (2048,)
+    assert np.load(vdir / "centroids.npy").shape == (len(LABELS), k)
+    assert np.load(vdir / "classes.npy").tolist() == sorted(LABELS)
+    # No pickles anywhere: every array loads with allow_pickle=False.
+    for f in vdir.glob("*.npy"):
+        np.load(f, allow_pickle=False)
+    features = pq.read_table(vdir / "features").to_pandas()
+    assert len(features) == n
+    assert {len(v) for v in features["features"]} == {2048}
+    assert set(features["label"]) == set(LABELS)
+
+
+def test_labels_come_from_the_parent_folder(job_run):
+    root, _ = job_run
+    vdir = _vdir(root)
+    labels = np.load(vdir / "labels.npy")
+    sources = np.load(vdir / "sources.npy")
+    for label, source in zip(labels, sources, strict=True):
+        assert source.split("/")[-2] == label
+
+
+def test_manifest_records_what_was_done(job_run, dataset):
+    root, result = job_run
+    m = json.loads((_vdir(root) / "manifest.json").read_text())
+    assert m["version"] == result.version
+    assert m["input_uri"] == str(dataset / "Training")
+    assert m["featurizer"] == {"kind": "resnet50", "weights": TEST_WEIGHTS,
+                               "image_size": TEST_IMAGE_SIZE}
+    assert m["weights"]["random"] is True and len(m["weights"]["sha256"]) == 64
+    assert m["class_counts"] == {label: TRAIN_PER_CLASS for label in LABELS}
+    assert m["counts"]["skipped"] == 1
+    ratios = np.asarray(m["pca"]["explained_variance_ratio"])
+    assert np.all(np.diff(ratios) <= 1e-9)  # ordered by variance
+    k = m["pca"]["k"]
+    # Default K: the fewest components reaching the 90% target.
+    assert ratios[:k].sum() >= 0.9 > ratios[: k - 1].sum()
+    for lib in ("numpy", "keras", "pyspark", "pillow"):
+        assert lib in m["libraries"]
+    assert set(m["files"]) >= {f"{n}.npy" for n in ARRAY_FILES}
+    assert m["created_at"].endswith("+00:00")
+
+
+def test_corrupt_photo_is_skipped_and_reported(job_run):
+    _, result = job_run
+    [skipped] = result.skipped
+    assert skipped["uri"].endswith("Kiwi/corrupt_truncated.jpg")
+    assert skipped["code"] == "corrupt_image"
+    assert result.manifest["skipped"] == result.skipped
+    # README.txt is not a photo: never listed, so never "skipped".
+    assert result.manifest["counts"]["listed"] == len(LABELS) * TRAIN_PER_CLASS + 1
+
+
+def test_scaler_and_pca_match_numpy_on_the_stored_features(job_run):
+    """Spark ML's fit, checked against an independent numpy computation."""
+    root, result = job_run
+    b = read_bundle(str(root))
+    feats = pq.read_table(_vdir(root) / "features").to_pandas().sort_values("uri")
+    x = np.stack(feats["features"].to_numpy()).astype(np.float64)
+    np.testing.assert_allclose(b.scaler_mean, x.mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(b.scaler_scale, x.std(0, ddof=1), rtol=1e-5, atol=1e-6)
+    std = np.where(b.scaler_scale > 0, b.scaler_scale, 1.0)
+    xs = (x - b.scaler_mean) / std * (b.scaler_scale > 0)
+    _, s, vt = np.linalg.svd(xs - xs.mean(0), full_matrices=False)
+    k = result.manifest["pca"]["k"]
+    ratios = (s**2 / (s**2).sum())[:k]
+    np.testing.assert_allclose(result.manifest["pca"]["explained_variance_ratio"][:k], ratios,
+                               atol=1e-5)
+    # Same subspace (signs may flip): |cosine| of matching components ~ 1 where well separated.
+    cos = np.abs((b.pca_components[:3] * vt[:3]).sum(1))
+    assert np.all(cos > 0.999)
+
+
+def test_components_flag_and_catalog_override(spark, dataset, tmp_path):
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"Kiwi": {"fact": "Our own fact."},
+                                   "Banana": {"display_name": "Plátano"}}))
+    args = build_parser().parse_args([
+        "--input", str(dataset / "Training"), "--output", str(tmp_path / "out"),
+        "--weights", TEST_WEIGHTS, "--image-size", str(TEST_IMAGE_SIZE), "--components", "5",
+        "--catalog", str(catalog), "--images-per-partition", "48",
+    ])
+    result = run_job(config_from_args(args), spark)
+    bundle = read_bundle(str(tmp_path / "out"))
+    assert bundle.pca_components.shape == (5, 2048)
+    assert result.manifest["pca"]["chosen_by"] == "--components"
+    assert bundle.catalog["Kiwi"]["fact"] == "Our own fact."
+    assert bundle.catalog["Kiwi"]["names"]["fr"] == "Kiwi"  # untouched fields kept
+    assert bundle.catalog["Banana"]["display_name"] == "Plátano"
+    assert json.loads((_vdir(tmp_path / "out") / "catalog.json").read_text()) == bundle.catalog
+
+
+def test_nested_folders_and_uppercase_extensions(spark, tmp_path):
+    src = copy_photos(tmp_path / "in" / "2024" / "batch-a", "Training", ["Lemon", "Limes"], 4)
+    shutil.copy(next((src / "Lemon").glob("*.jpg")), src / "Lemon" / "EXTRA.JPG")
+    config = JobConfig(str(tmp_path / "in"), str(tmp_path / "out"),
+                       FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE), components=2)
+    result = run_job(config, spark)
+    assert result.manifest["class_counts"] == {"Lemon": 5, "Limes": 4}
+
+
+def test_failed_job_leaves_the_current_version_in_place(spark, job_run, tmp_path):
+    root = tmp_path / "artifacts"
+    shutil.copytree(job_run[0], root)
+    before = (root / "CURRENT").read_text()
+    versions_before = sorted(p.name for p in (root / "versions").iterdir())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = JobConfig(str(empty), str(root),
+                       FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE))
+    with pytest.raises(Exception, match="no .jpg"):
+        run_job(config, spark)
+    bad = tmp_path / "bad" / "Kiwi"
+    bad.mkdir(parents=True)
+    (bad / "a.jpg").write_bytes(b"not a jpeg")
+    config = JobConfig(str(tmp_path / "bad"), str(root),
+                       FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE))
+    with pytest.raises(Exception, match="none of the 1 photos"):
+        run_job(config, spark)
+    assert (root / "CURRENT").read_text() == before
+    assert sorted(p.name for p in (root / "versions").iterdir()) == versions_before
+    read_bundle(str(root))  # still valid

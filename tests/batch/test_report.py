@@ -1,0 +1,75 @@
+"""The run report the job writes next to its bundle: files, links, plots and the LOO figure."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+
+EXPECTED_PNGS = {"explained_variance.png", "images_per_class.png", "projection_2d.png",
+                 "stages.png"}
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+
+
+def _report(job_run):
+    root, result = job_run
+    vdir = root / "versions" / result.version
+    return vdir, vdir / "report", json.loads((vdir / "manifest.json").read_text())
+
+
+def test_report_is_written_next_to_the_bundle_with_every_plot(job_run):
+    vdir, report, manifest = _report(job_run)
+    assert manifest["report"] == "report/index.html"
+    assert (vdir / manifest["report"]).is_file()
+    assert {p.name for p in report.glob("*.png")} == EXPECTED_PNGS
+    parser = _Links()
+    page = (report / "index.html").read_text(encoding="utf-8")
+    parser.feed(page)
+    # Relative links only, so the page opens from the file system or a copied folder.
+    assert set(parser.images) == EXPECTED_PNGS
+    for name in EXPECTED_PNGS:
+        with Image.open(report / name) as img:
+            img.load()
+            assert img.format == "PNG" and min(img.size) > 100
+
+
+def test_report_states_the_run_facts(job_run):
+    _, report, manifest = _report(job_run)
+    page = (report / "index.html").read_text(encoding="utf-8")
+    assert f"K = {manifest['pca']['k']} of {manifest['feature_dim']}" in page
+    for stage in ("featurize", "fit", "write"):
+        assert f"<td>{stage}</td>" in page
+    # The fixture's corrupt photo is listed with its reason.
+    [skipped] = manifest["skipped"]
+    assert skipped["uri"].endswith("corrupt_truncated.jpg")
+    assert "corrupt_truncated.jpg" in page and skipped["code"] in page
+    for label in manifest["class_counts"]:
+        assert f"<td>{label}</td>" in page
+    assert "RANDOM weights" in page
+
+
+def test_leave_one_out_accuracy_matches_an_independent_computation(job_run):
+    vdir, report, _ = _report(job_run)
+    emb = np.load(vdir / "embeddings.npy").astype(np.float64)
+    labels = np.load(vdir / "labels.npy")
+    d = np.linalg.norm(emb[:, None, :] - emb[None, :, :], axis=2)
+    np.fill_diagonal(d, np.inf)
+    expected = float(np.mean(labels[d.argmin(1)] == labels))
+    page = (report / "index.html").read_text(encoding="utf-8")
+    match = re.search(r'id="loo-accuracy" data-value="([0-9.]+)">([0-9.]+)%', page)
+    assert match, "the report must state the leave-one-out accuracy"
+    assert float(match.group(1)) == pytest.approx(expected, abs=1e-6)
+    assert match.group(2) == f"{100 * expected:.1f}"

@@ -1,0 +1,74 @@
+"""Train/serve parity: the service computes exactly what the job stored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyarrow.parquet as pq
+
+
+def _version_dir(root: Path) -> Path:
+    return root / "versions" / (root / "CURRENT").read_text().strip()
+
+
+def _embed(url: str, path: Path) -> dict:
+    resp = httpx.post(f"{url}/v1/embed", files={"file": (path.name, path.read_bytes())},
+                      timeout=60)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_service_embeds_training_photos_exactly_as_the_job(service_url, job_run):
+    root, _ = job_run
+    vdir = _version_dir(root)
+    sources = np.load(vdir / "sources.npy")
+    embeddings = np.load(vdir / "embeddings.npy")
+    features = pq.read_table(vdir / "features").to_pandas().set_index("uri")
+    # One photo per class, spread over the bundle.
+    picks = [int(i) for i in np.linspace(0, len(sources) - 1, 8).round()]
+    for i in picks:
+        served = _embed(service_url, Path(str(sources[i])))
+        z = np.asarray(served["embedding"])
+        assert z.shape == embeddings[i].shape
+        assert np.abs(z - embeddings[i]).max() <= 1e-4, sources[i]
+        raw = np.asarray(served["features"])
+        stored = np.asarray(features.loc[str(sources[i]), "features"])
+        assert raw.shape == (2048,)
+        assert np.abs(raw - stored).max() <= 1e-4, sources[i]
+
+
+def test_service_top1_equals_top1_from_job_outputs_on_every_test_photo(
+    service_url, job_run, dataset
+):
+    root, _ = job_run
+    vdir = _version_dir(root)
+    # Independent nearest-class rule from the raw arrays: a class is as close as its nearest
+    # training photo.
+    embeddings = np.load(vdir / "embeddings.npy").astype(np.float64)
+    labels = np.load(vdir / "labels.npy")
+    mean = np.load(vdir / "scaler_mean.npy")
+    std = np.load(vdir / "scaler_scale.npy")
+    pcs = np.load(vdir / "pca_components.npy")
+    features = pq.read_table(vdir / "features").to_pandas()
+    assert json.loads((vdir / "manifest.json").read_text())["counts"]["featurized"] == len(labels)
+
+    photos = sorted((dataset / "Test").rglob("*.jpg"))
+    assert len(photos) >= 30
+    agree = 0
+    for photo in photos:
+        served = _embed(service_url, photo)
+        raw = np.asarray(served["features"], dtype=np.float64)
+        z = ((raw - mean) / np.where(std > 0, std, np.inf)) @ pcs.T
+        dists = np.sqrt(((embeddings - z) ** 2).sum(1))
+        expected = min(set(labels.tolist()), key=lambda c: dists[labels == c].min())
+        resp = httpx.post(f"{service_url}/v1/classify",
+                          files={"file": (photo.name, photo.read_bytes())}, timeout=60)
+        assert resp.status_code == 200
+        assert resp.json()["label"] == expected, photo
+        agree += expected == photo.parent.name
+    # The features parquet holds every featurized photo once.
+    assert sorted(features["uri"]) == sorted(map(str, np.load(vdir / "sources.npy")))
+    assert agree > len(photos) / 6  # better than chance over 6 classes, even with random weights

@@ -1,0 +1,89 @@
+"""The featurizer: ResNet50 pooled to 2048 values, deterministic random weights, spec parsing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from models.featurizer import FeaturizerSpec, build_featurizer, featurize_bytes
+from models.preprocess import preprocess_image
+from tests.support import TEST_IMAGE_SIZE, shared_photos
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return build_featurizer(FeaturizerSpec("resnet50", "random:0", TEST_IMAGE_SIZE))
+
+
+def test_pooled_2048_values_per_image_not_flattened_maps(resnet):
+    photos = [p.read_bytes() for p in shared_photos("Training", "Banana")[:3]]
+    features, errors = featurize_bytes(resnet, photos)
+    assert errors == [None, None, None]
+    assert features.shape == (3, 2048)
+    assert np.isfinite(features).all()
+    # Global average pooling of ReLU outputs: non-negative, and photos differ.
+    assert features.min() >= 0
+    assert np.abs(features[0] - features[1]).max() > 0
+
+
+def test_batch_size_does_not_change_the_features(resnet):
+    photos = [p.read_bytes() for p in shared_photos("Training", "Kiwi")[:5]]
+    together, _ = featurize_bytes(resnet, photos, batch_size=32)
+    one_by_one, _ = featurize_bytes(resnet, photos, batch_size=1)
+    assert np.abs(together - one_by_one).max() <= 1e-4
+
+
+def test_bad_photo_gets_nan_row_and_error_others_unaffected(resnet):
+    good = shared_photos("Training", "Kiwi")[0].read_bytes()
+    features, errors = featurize_bytes(resnet, [good, b"garbage", good])
+    assert errors[0] is None and errors[2] is None
+    assert errors[1].code == "not_an_image"
+    assert np.isnan(features[1]).all()
+    np.testing.assert_allclose(features[0], features[2], atol=1e-5)
+
+
+def test_random_weights_are_identical_across_processes(resnet):
+    code = ("from models.featurizer import *; "
+            f"print(build_featurizer(FeaturizerSpec('resnet50','random:0',{TEST_IMAGE_SIZE}))"
+            ".weights_sha256)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == resnet.weights_sha256
+    other = build_featurizer(FeaturizerSpec("resnet50", "random:1", TEST_IMAGE_SIZE))
+    assert other.weights_sha256 != resnet.weights_sha256
+
+
+def test_weights_file_loads_the_same_model(resnet, tmp_path):
+    path = tmp_path / "resnet.weights.h5"
+    resnet._model.save_weights(path)
+    from_file = build_featurizer(FeaturizerSpec("resnet50", str(path), TEST_IMAGE_SIZE))
+    assert from_file.weights_sha256 == resnet.weights_sha256
+    x = preprocess_image(shared_photos("Training", "Lemon")[0].read_bytes(), TEST_IMAGE_SIZE)
+    np.testing.assert_allclose(from_file.embed(x[None]), resnet.embed(x[None]), atol=1e-5)
+
+
+def test_pixels_baseline_is_resized_flattened_pixels():
+    f = build_featurizer(FeaturizerSpec.parse("pixels:20", "ignored", None))
+    assert f.dim == 1200 and f.spec.image_size == 20
+    photo = shared_photos("Training", "Banana")[0].read_bytes()
+    features, _ = featurize_bytes(f, [photo])
+    expected = preprocess_image(photo, 20).reshape(-1) / 255.0
+    np.testing.assert_allclose(features[0], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("featurizer,weights,size", [
+    ("vgg16", "imagenet", None), ("resnet50", "random:abc", None),
+    ("resnet50", "imagenet", 16), ("pixels:0", "", None),
+])
+def test_bad_specs_are_refused(featurizer, weights, size):
+    with pytest.raises(ValueError):
+        FeaturizerSpec.parse(featurizer, weights, size)
+
+
+def test_default_spec_is_imagenet_at_224():
+    spec = FeaturizerSpec.parse("resnet50", "imagenet", None)
+    assert (spec.kind, spec.weights, spec.image_size) == ("resnet50", "imagenet", 224)
+    assert not spec.random_weights
