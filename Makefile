@@ -7,8 +7,9 @@ SHARED ?= ../shared/data/fruits360
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL := 2
+export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help install test lint format demo bench clean
+.PHONY: help install test lint format demo bench compare clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -24,6 +25,7 @@ install: $(STAMP) ## create .venv with the locked dependencies and the project
 	@scripts/check-java.sh
 
 test: install ## install, then run the whole test suite
+	scripts/ensure-chromium.sh
 	$(PY) -m pytest
 
 lint: install ## ruff lint + format check
@@ -39,6 +41,9 @@ demo: install ## job on the bundled sample -> service -> classify a photo
 
 bench: install ## featurizer vs Spark featurize stage throughput (uses ../shared/data)
 	$(PY) -m benchmarks.featurize --data $(SHARED)
+
+compare: install ## pixels:20 vs resnet50 on ../shared/data (Training -> Test) -> docs/compare.md
+	$(PY) -m benchmarks.compare --data $(SHARED) --markdown docs/compare.md
 
 clean: ## remove generated outputs (not the venv)
 	rm -rf build out artifacts test-artifacts spark-warehouse .pytest_cache

@@ -12,6 +12,9 @@ def spark_session(master: str | None = None, extra: dict[str, str] | None = None
     # Workers must run this interpreter (the project's venv), not whatever python3 is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if master is None or master.startswith("local"):
+        # A laptop run stays on loopback (Spark would otherwise bind to the LAN address).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = (
         SparkSession.builder.appName("fruits-featurize")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
