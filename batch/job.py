@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -24,7 +25,13 @@ from batch.report import run_report
 from batch.session import spark_session
 from batch.write import project_features, write_features
 from models.bundle import (
-    ArtifactBundle, current_version, list_versions, new_version_id, publish, version_uri, write_version,
+    ArtifactBundle,
+    current_version,
+    list_versions,
+    new_version_id,
+    publish,
+    version_uri,
+    write_version,
 )
 from models.catalog import build_catalog, load_overrides
 from models.scoring import calibrate, class_centroids
@@ -76,10 +83,8 @@ def _versions_info() -> dict:
 
     out = {"python": platform.python_version()}
     for pkg in ("numpy", "pillow", "tensorflow-cpu", "tensorflow", "keras", "pyspark", "pyarrow"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
     return out
 
 

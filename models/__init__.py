@@ -1,4 +1,4 @@
-"""Shared core: photo bytes -> feature vector -> class. numpy, Pillow and Keras only (no Spark, no FastAPI)."""
+"""Shared core: photo bytes -> feature vector -> class. numpy, Pillow, Keras only: no Spark, no FastAPI."""
 
 from models.bundle import ArtifactBundle, BundleError, read_bundle
 from models.classifier import Classification, Classifier, ClassMatch

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from models.bundle import (
-    ArtifactBundle, BundleError, current_version, list_versions, new_version_id, publish,
-    read_bundle, write_version,
+    ArtifactBundle,
+    BundleError,
+    current_version,
+    list_versions,
+    new_version_id,
+    publish,
+    read_bundle,
+    write_version,
 )
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from models.scoring import (
-    calibrate, class_distances, leave_one_out_distances, project, scores_from_distances,
+    calibrate,
+    class_distances,
+    leave_one_out_distances,
+    project,
+    scores_from_distances,
 )
 
 rng = np.random.default_rng(7)
