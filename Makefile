@@ -9,7 +9,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL := 2
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help install test lint format demo bench compare clean
+.PHONY: help install test lint format demo bench bench-refresh bench-service compare clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,13 @@ demo: install ## job on the bundled sample -> service -> classify a photo
 
 bench: install ## featurizer vs Spark featurize stage throughput (uses ../shared/data)
 	$(PY) -m benchmarks.featurize --data $(SHARED)
+	$(PY) -m benchmarks.refresh --data $(SHARED)
+
+bench-refresh: install ## full job run vs --incremental refresh with 5% new photos (uses ../shared/data)
+	$(PY) -m benchmarks.refresh --data $(SHARED)
+
+bench-service: install ## load the real service (uvicorn) at concurrency 1 and 16 vs the bare featurizer
+	$(PY) -m benchmarks.service_load --data $(SHARED)
 
 compare: install ## pixels:20 vs resnet50 on ../shared/data (Training -> Test) -> docs/compare.md
 	$(PY) -m benchmarks.compare --data $(SHARED) --markdown docs/compare.md

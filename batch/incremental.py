@@ -6,6 +6,7 @@ import io
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -42,23 +43,27 @@ class Refresh:
         return asdict(self)
 
 
-def _read_feature_files(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+def _read_feature_files(batches: Iterator[pd.DataFrame], columns: list[str]
+                        ) -> Iterator[pd.DataFrame]:
     for batch in batches:
         for uri in batch["file"]:
-            table = pq.read_table(io.BytesIO(storage_for(uri).read_bytes(uri)),
-                                  columns=["uri", "label", "etag", "sha256", "features"])
+            table = pq.read_table(io.BytesIO(storage_for(uri).read_bytes(uri)), columns=columns)
             yield table.to_pandas()
 
 
-def read_previous_features(spark: SparkSession, root: str, version: str) -> DataFrame:
+def read_previous_features(spark: SparkSession, root: str, version: str,
+                           columns: list[str] | None = None) -> DataFrame:
     """A version's features Parquet, read by the executors through the storage layer (no S3A)."""
+    columns = columns or ["uri", "label", "etag", "sha256", "features"]
+    schema = ", ".join(f for f in PREVIOUS_SCHEMA.split(", ") if f.split()[0] in columns)
     files = [f.uri for f in storage_for(root).list_files(join(version_uri(root, version),
                                                                FEATURES_DIR))
              if f.uri.endswith(".parquet")]
     if not files:
-        return spark.createDataFrame([], schema=PREVIOUS_SCHEMA)
+        return spark.createDataFrame([], schema=schema)
     frame = spark.createDataFrame(pd.DataFrame({"file": files}), schema="file string")
-    return frame.repartition(len(files)).mapInPandas(_read_feature_files, schema=PREVIOUS_SCHEMA)
+    return frame.repartition(len(files)).mapInPandas(
+        partial(_read_feature_files, columns=columns), schema=schema)
 
 
 def _previous_version(config: JobConfig) -> tuple[str | None, dict | None, str]:
@@ -91,8 +96,10 @@ def refresh_features(
         log.info("incremental refresh: %s", note)
         return featurize(listing), Refresh(True, previous, 0, len(listing), 0, note)
 
+    # Keys first (a few bytes per photo, no feature vectors) to decide on the driver.
+    old_keys = (read_previous_features(spark, config.output_uri, previous, REUSE_KEY)
+                .toPandas().drop_duplicates())
     old = read_previous_features(spark, config.output_uri, previous)
-    old_keys = old.select(*REUSE_KEY).toPandas()
     matched = listing.merge(old_keys, on=REUSE_KEY, how="left", indicator=True)
     unchanged = matched["_merge"] == "both"
     to_featurize = listing[~unchanged.to_numpy()]

@@ -1,4 +1,4 @@
-"""Console progress of a long Spark stage: images done / total, images/s and ETA, every few seconds."""
+"""Console progress of a long Spark stage: images done / total, images/s and ETA, every few s."""
 
 from __future__ import annotations
 

@@ -132,6 +132,19 @@ def render_html(bundle: ArtifactBundle, loo: float, loo_per_class: np.ndarray,
                     if skipped else "<p>None: every listed photo was featurized.</p>")
     loo_rows = [[e(label), str(m["class_counts"].get(label, 0)), f"{acc:.1%}"]
                 for label, acc in zip(bundle.classes.tolist(), loo_per_class, strict=True)]
+    pca = m["pca"]
+    summary = _table(["item", "value"], [
+        ["created", e(m["created_at"])],
+        ["input", e(m["input_uri"])],
+        ["featurizer", e(f'{m["featurizer"]["kind"]} at {m["image_size"]} px, '
+                         f'weights {weights["spec"]}')],
+        ["photos", f'{m["counts"]["featurized"]} featurized, {m["counts"]["skipped"]} skipped, '
+                   f'{m["counts"]["classes"]} classes'],
+        ["PCA", f'K = {pca["k"]} of {m["feature_dim"]} features, keeps '
+                f'{pca["explained_variance_kept"]:.1%} of the variance ({e(pca["chosen_by"])})'],
+        ["leave-one-out nearest-class accuracy",
+         f'<span id="loo-accuracy" data-value="{loo:.6f}">{loo:.1%}</span>'],
+    ])
     figures = "".join(
         f'<figure><img src="{e(src)}" alt="{e(alt)}"><figcaption>{e(alt)}</figcaption></figure>'
         for src, alt in images.items()
@@ -149,17 +162,7 @@ figure {{ margin: 1rem 0; }} img {{ max-width: 100%; }}
 <h1>Run report: bundle {e(bundle.version)}</h1>
 {banner}
 <h2>Summary</h2>
-{_table(["item", "value"], [
-    ["created", e(m["created_at"])],
-    ["input", e(m["input_uri"])],
-    ["featurizer", e(f'{m["featurizer"]["kind"]} at {m["image_size"]} px, weights {weights["spec"]}')],
-    ["photos", f'{m["counts"]["featurized"]} featurized, {m["counts"]["skipped"]} skipped, '
-               f'{m["counts"]["classes"]} classes'],
-    ["PCA", f'K = {m["pca"]["k"]} of {m["feature_dim"]} features, keeps '
-            f'{m["pca"]["explained_variance_kept"]:.1%} of the variance ({e(m["pca"]["chosen_by"])})'],
-    ["leave-one-out nearest-class accuracy",
-     f'<span id="loo-accuracy" data-value="{loo:.6f}">{loo:.1%}</span>'],
-])}
+{summary}
 <h2>Plots</h2>
 {figures}
 <h2>Time per stage</h2>

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import sys
@@ -90,9 +91,9 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         f"({first['test_photos']} photos), computed by `python -m batch.evaluate` through the "
         "service's classification path (nearest class in the PCA space).",
         f"Machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, no GPU; "
-        f"Spark `{args.master}`; job time is `run_job` wall time (listing, featurize, fit, project, "
-        "write, report, publish), excluding the Spark session start; featurize images/s is the "
-        "featurize stage alone. Other work on the machine can slow either run.",
+        f"Spark `{args.master}`; job time is `run_job` wall time (listing, featurize, fit, "
+        "project, write, report, publish), excluding the Spark session start; featurize "
+        "images/s is the featurize stage alone. Other work on the machine can slow either run.",
         f"ResNet50 input is {args.image_size}x{args.image_size} px (the photos' native size) "
         "instead of 224 px, to keep the run short on 2 cores.",
         RANDOM_NOTE if args.weights.startswith("random:") else "",
@@ -109,11 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="Fruits-360 root holding Training/ and Test/")
     p.add_argument("--out", default="build/compare", help="where the bundles are written")
     p.add_argument("--featurizers", default="pixels:20,resnet50")
-    p.add_argument("--weights", default="random:0", help="ResNet50 weights (imagenet needs a download)")
+    p.add_argument("--weights", default="random:0",
+                   help="ResNet50 weights (imagenet needs a download)")
     p.add_argument("--image-size", type=int, default=100, help="ResNet50 input side")
     p.add_argument("--master", default="local[2]")
     p.add_argument("--markdown", default=None, help="also write the table to this file")
     args = p.parse_args(argv)
+    # The job's progress and stage lines are INFO logs: show them while the long runs go.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from batch.session import spark_session
 
     spark = spark_session(args.master)

@@ -9,8 +9,14 @@ import numpy as np
 from models.bundle import ArtifactBundle, BundleError
 from models.catalog import fallback_info
 from models.featurizer import Featurizer, FeaturizerSpec
-from models.preprocess import DEFAULT_MAX_PIXELS, preprocess_image
-from models.scoring import class_members, min_per_class, pairwise_distances, project, scores_from_distances
+from models.preprocess import DEFAULT_MAX_PIXELS, empty_scene_inputs, preprocess_image
+from models.scoring import (
+    class_members,
+    min_per_class,
+    pairwise_distances,
+    project,
+    scores_from_distances,
+)
 
 RANDOM_WEIGHTS_WARNING = (
     "This model uses RANDOM weights (a demo/test build, not trained on ImageNet): "
@@ -76,6 +82,11 @@ class Classifier:
         self._classes = bundle.classes.tolist()
         self._members = class_members(bundle.label_idx, len(self._classes))
         self._temperature = float(bundle.manifest["calibration"]["temperature"])
+        # Where the model puts photos of a bare backdrop (white as in Fruits-360, black, ...): a
+        # photo nearer to one of them than to every class shows no fruit (a blank page, text on
+        # paper, a covered lens), however wide a class's threshold. Derived from the model
+        # alone, so old bundles need no new field.
+        self.empty_scenes = self.embed(empty_scene_inputs(featurizer.spec.image_size))
 
     @property
     def version(self) -> str:
@@ -102,13 +113,15 @@ class Classifier:
         dist, _ = min_per_class(d, self._members)
         scores = scores_from_distances(dist, self._temperature)
         top_k = min(top_k, len(self._classes))
-        return [self._answer(d[i], dist[i], scores[i], top_k) for i in range(len(z))]
+        to_empty = pairwise_distances(z, self.empty_scenes).min(1)
+        return [self._answer(d[i], dist[i], scores[i], top_k, float(to_empty[i]))
+                for i in range(len(z))]
 
     def classify_inputs(self, inputs: np.ndarray, top_k: int) -> list[Classification]:
         return self.classify_embeddings(self.embed(inputs), top_k)
 
-    def _answer(self, drow: np.ndarray, dist: np.ndarray, scores: np.ndarray, top_k: int
-                ) -> Classification:
+    def _answer(self, drow: np.ndarray, dist: np.ndarray, scores: np.ndarray, top_k: int,
+                to_empty: float = np.inf) -> Classification:
         order = np.argsort(dist, kind="stable")[:top_k]
         matches = []
         for c in order:
@@ -124,5 +137,6 @@ class Classifier:
                 examples=[Example(str(self.bundle.sources[j]), float(drow[j])) for j in near],
             ))
         best = matches[0]
-        return Classification(label=best.label, known=best.distance <= best.threshold,
+        known = best.distance <= best.threshold and best.distance < to_empty
+        return Classification(label=best.label, known=known,
                               top_k=matches)

@@ -90,9 +90,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
             top = 255.0
         arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
         return Image.fromarray(arr, mode="L").convert("RGB")
-    if mode == "P":
-        img = img.convert("RGBA")
-    elif mode in ("LA", "La", "PA", "RGBa"):
+    if mode == "P" or mode in ("LA", "La", "PA", "RGBa"):
         img = img.convert("RGBA")
     if img.mode == "RGBA":
         canvas = Image.new("RGB", img.size, BACKGROUND)
@@ -112,6 +110,18 @@ def to_model_input(img: Image.Image, size: int) -> np.ndarray:
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     return np.asarray(img, dtype=np.float32)
+
+
+# Backdrops a photo of nothing shows: white paper (the Fruits-360 backdrop), a covered lens,
+# a wall... every flat colour of a 3-level RGB grid.
+EMPTY_SCENE_COLOURS = tuple((r, g, b) for r in (0, 128, 255) for g in (0, 128, 255)
+                            for b in (0, 128, 255))
+
+
+def empty_scene_inputs(size: int) -> np.ndarray:
+    """Model inputs of photos that show only a flat backdrop: the references for "no fruit"."""
+    return np.stack([to_model_input(Image.new("RGB", (size, size), c), size)
+                     for c in EMPTY_SCENE_COLOURS])
 
 
 def preprocess_image(

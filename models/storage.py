@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
@@ -190,7 +190,7 @@ class S3Storage:
             )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _s3() -> S3Storage:
     return S3Storage()
 

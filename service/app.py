@@ -14,6 +14,7 @@ from service.errors import install_error_handlers
 from service.limits import MULTIPART_OVERHEAD, UploadLimitMiddleware
 from service.logging_setup import RequestIdMiddleware
 from service.metrics import MetricsMiddleware, ServiceMetrics
+from service.page import router as page_router
 from service.reload import Reloader, polling
 from service.routes import router
 from service.settings import Settings
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(admin_router)
+    app.include_router(page_router)
     app.add_route("/metrics", app.state.metrics.response, include_in_schema=False)
     # Last added runs first: request id, then metrics, then the upload limit, then the app.
     app.add_middleware(UploadLimitMiddleware,

@@ -16,6 +16,7 @@ from prometheus_client import (
 )
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.classifier import Classifier
@@ -93,11 +94,14 @@ class MetricsMiddleware:
 
 
 def _route_label(scope: Scope) -> str:
-    """The matched route's template; a request refused before routing (e.g. 413) keeps its
-    path when that path is one of the app's routes."""
+    """The matched route's template; a request refused before routing (e.g. 413 by the upload
+    limit) is labelled with its path when one of the app's routes matches it."""
     route = scope.get("route")
     if route is not None and hasattr(route, "path"):
         return route.path
     app = scope.get("app")
-    paths = {getattr(r, "path", None) for r in getattr(app, "routes", ())}
-    return scope["path"] if scope.get("path") in paths else UNMATCHED_ROUTE
+    probe = {**scope, "route": None}
+    for candidate in getattr(app, "routes", ()):
+        if candidate.matches(probe)[0] is Match.FULL:
+            return scope["path"]
+    return UNMATCHED_ROUTE

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from models.bundle import BundleError, read_bundle
 from models.classifier import Classification, Classifier, spec_of
 from models.featurizer import Featurizer, build_featurizer
+from models.preprocess import empty_scene_inputs
 from models.scoring import project
 from service.batching import MicroBatcher
 from service.settings import Settings
@@ -30,8 +31,12 @@ def load_classifier(settings: Settings, version: str | None = None,
         featurizer = reuse
     else:
         featurizer = build_featurizer(spec, threads=settings.tf_threads)
-    return Classifier(bundle, featurizer, max_pixels=settings.max_image_pixels,
-                      n_examples=settings.n_examples)
+    classifier = Classifier(bundle, featurizer, max_pixels=settings.max_image_pixels,
+                            n_examples=settings.n_examples)
+    # Building the classifier ran one batch; a call of another batch size makes Keras trace
+    # its batch-size-generic graph now rather than during the first request (~2 s).
+    classifier.features(empty_scene_inputs(spec.image_size)[:1])
+    return classifier
 
 
 class ModelHolder:
@@ -48,22 +53,6 @@ class ModelHolder:
         if self.current is None:
             raise BundleError("no model loaded")
         return self.current
-
-    def classify(self, classifier: Classifier, photos: list[bytes], top_k: int
-                 ) -> list[Classification]:
-        inputs = np.stack([classifier.preprocess(p) for p in photos])
-        with self._model_lock:
-            z = classifier.embed(inputs)
-        return classifier.classify_embeddings(z, top_k)
-
-    def embed(self, classifier: Classifier, photo: bytes) -> tuple[np.ndarray, np.ndarray]:
-        inputs = classifier.preprocess(photo)[None]
-        with self._model_lock:
-            features = classifier.features(inputs)
-        b = classifier.bundle
-        from models.scoring import project
-
-        return features[0], project(features, b.scaler_mean, b.scaler_scale, b.pca_components)[0]
 
     # The micro-batched path used by the routes: preprocess in the thread pool (decoding runs
     # in parallel), then one shared model call per batch on the batcher's single thread.

@@ -11,25 +11,32 @@ from collections.abc import Callable
 import numpy as np
 
 from models.bundle import (
-    MANIFEST, POINTER, ArtifactBundle, new_version_id, publish, read_bundle, version_uri,
+    MANIFEST,
+    POINTER,
+    ArtifactBundle,
+    new_version_id,
+    publish,
+    read_bundle,
+    version_uri,
     write_version,
 )
-from models.storage import join, storage_for
+from models.storage import Storage, join, storage_for
 
 
 def republish(src_root: str, dst_root: str, *, point: bool = True,
-              edit: Callable[[ArtifactBundle], None] | None = None) -> str:
+              edit: Callable[[ArtifactBundle], None] | None = None,
+              storage: Storage | None = None, version: str | None = None) -> str:
     """Copy the current bundle of `src_root` to `dst_root` as a new version (arrays + manifest;
     not the features Parquet), publish it unless point=False; returns the new version id."""
     bundle = read_bundle(str(src_root))
-    version = new_version_id()
+    version = version or new_version_id()
     bundle.manifest = copy.deepcopy(bundle.manifest)
     bundle.manifest["version"] = version
     if edit:
         edit(bundle)
-    write_version(str(dst_root), bundle)
+    write_version(str(dst_root), bundle, storage)
     if point:
-        publish(str(dst_root), version)
+        publish(str(dst_root), version, storage)
     return version
 
 

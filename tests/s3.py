@@ -51,7 +51,7 @@ class S3Endpoint:
 def moto_server(log_path: Path | None = None, timeout_s: float = 60) -> Iterator[S3Endpoint]:
     """Start `python -m moto.server` on a free loopback port; stop it afterwards."""
     port = free_port()
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ})

@@ -53,13 +53,20 @@ def expected(job_run, dataset):
                        axis=2)
     classes = a["classes"].tolist()
     per_class = np.stack([d[:, a["labels"] == c].min(1) for c in classes], axis=1)
+    # "no fruit": nearer to a flat backdrop (0/128/255 per channel) than to every class
+    flats = np.stack([np.full((TEST_IMAGE_SIZE, TEST_IMAGE_SIZE, 3), (r, g, b), np.float32)
+                      for r in (0, 128, 255) for g in (0, 128, 255) for b in (0, 128, 255)])
+    zf = (((model.embed(flats).astype(np.float64) - a["scaler_mean"]) / scale)
+          @ a["pca_components"].T)
+    to_empty = np.linalg.norm(z[:, None, :].astype(np.float64) - zf[None], axis=2).min(1)
     ranked = np.argsort(per_class, axis=1, kind="stable")
     rows = []
     for i, p in enumerate(photos):
         best = ranked[i, 0]
         rows.append({"uri": str(p), "label": p.parent.name,
                      "top": [classes[j] for j in ranked[i, :TOP_K]],
-                     "known": bool(per_class[i, best] <= a["thresholds"][best])})
+                     "known": bool(per_class[i, best] <= a["thresholds"][best]
+                                   and per_class[i, best] < to_empty[i])})
     return rows, classes
 
 

@@ -1,4 +1,4 @@
-"""Incremental refresh with the real job: reuse unchanged features, featurize new ones, drop deleted."""
+"""Incremental refresh with the real job: reuse unchanged features, featurize new, drop deleted."""
 
 from __future__ import annotations
 

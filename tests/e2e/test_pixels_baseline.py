@@ -17,7 +17,8 @@ from tests.support import running_service
 
 SIDE = 16
 PROGRESS_LINE = re.compile(
-    r"^featurize +(\d+)/(\d+) images +[0-9.]+%  (?:[0-9.]+|-) img/s  (ETA .+|done)  \(elapsed .+\)$")
+    r"^featurize +(\d+)/(\d+) images +[0-9.]+%  (?:[0-9.]+|-) img/s  (ETA .+|done)"
+    r"  \(elapsed .+\)$")
 
 
 class _Lines(logging.Handler):

@@ -250,3 +250,23 @@ def test_chunked_body_over_limit_is_cut_off_while_streaming(service_url):
 def test_service_still_answers_after_the_hostile_uploads(service_url):
     resp = post(service_url, shared_photos("Test", "Kiwi")[0].read_bytes())
     assert resp.status_code == 200
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        lines = fh.read().splitlines()
+    for line in lines:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def test_decompression_bombs_do_not_raise_peak_memory(tight_service):
+    # Decoded, these would need 30 GB, 300 MB and 12 GB: the peak RSS must not move.
+    url, proc, _ = tight_service
+    post(url, shared_photos("Test", "Kiwi")[0].read_bytes())  # everything else warmed up
+    before = peak_rss_mb(proc.pid)
+    for _, data, status, _ in CASES:
+        if status == 413:
+            assert post(url, data).status_code == 413
+    assert peak_rss_mb(proc.pid) - before < 50

@@ -1,0 +1,143 @@
+"""S3 end to end on a real HTTP endpoint: photos in a bucket -> job -> bundle on S3 -> service."""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from models.bundle import (
+    current_version,
+    list_versions,
+    new_version_id,
+    read_bundle,
+    version_uri,
+)
+from models.storage import LocalStorage, S3Storage
+from tests.artifacts import republish
+from tests.conftest import LABELS
+from tests.jobs import run_job_cli
+from tests.s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY, upload_tree
+from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS, running_service, shared_photos
+
+BUCKET = "fruits-e2e"
+PHOTOS = f"s3://{BUCKET}/photos/Training"
+ROOT = f"s3://{BUCKET}/bundles"
+JOB_ARGS = ["--input", PHOTOS, "--output", ROOT, "--weights", TEST_WEIGHTS,
+            "--image-size", str(TEST_IMAGE_SIZE), "--master", "local[2]",
+            "--images-per-partition", "32", "--keep-versions", "2"]
+
+
+def features_by_photo(storage, files: list[str], prefix: str) -> pd.Series:
+    """Features keyed by the photo's path below the input root (so S3 and local runs compare)."""
+    frames = [pq.read_table(io.BytesIO(storage.read_bytes(f))).to_pandas() for f in files]
+    frame = pd.concat(frames)
+    frame.index = [u.removeprefix(prefix) for u in frame["uri"]]
+    return frame["features"].sort_index()
+
+
+def classify_all(url: str, photos: list[bytes]) -> list[dict]:
+    out = []
+    for photo in photos:
+        resp = httpx.post(f"{url}/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")},
+                          timeout=60)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-model-version"] == resp.json()["model"]["version"]
+        out.append(resp.json())
+    return out
+
+
+def wait_for_version(url: str, version: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while httpx.get(f"{url}/readyz", timeout=10).json()["version"] != version:
+        assert time.monotonic() < deadline, f"service did not pick up {version} in {timeout_s} s"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_s3_photos_to_bundle_to_service_with_refresh_and_restart(
+    s3, dataset, job_run, tmp_path, monkeypatch
+):
+    for key, value in s3.env.items():
+        monkeypatch.setenv(key, value)
+    storage = S3Storage()  # this process's view of the bucket, through the same storage layer
+    client = s3.client()
+    client.create_bucket(Bucket=BUCKET)
+    upload_tree(client, dataset / "Training", BUCKET, "photos/Training")
+    local_root, local_result = job_run
+
+    # Two older versions, so retention (--keep-versions 2) has something to remove. Ids sort
+    # by their UTC second: back-date them so the order is certain.
+    now = datetime.now(UTC)
+    oldest = republish(str(local_root), ROOT, storage=storage,
+                       version=new_version_id(now - timedelta(minutes=2)))
+    previous = republish(str(local_root), ROOT, storage=storage,
+                         version=new_version_id(now - timedelta(minutes=1)))
+    assert current_version(ROOT, storage) == previous
+
+    logs = []
+    rc, out = run_job_cli(JOB_ARGS, s3.env, tmp_path / "job1.log")
+    logs.append(out)
+    assert rc == 0, out[-3000:]
+    v1 = current_version(ROOT, storage)
+    assert v1 not in (None, oldest, previous)
+    assert list_versions(ROOT, storage) == [previous, v1]
+    assert storage.list_files(version_uri(ROOT, oldest)) == []  # removed, every file of it
+
+    bundle = read_bundle(ROOT, storage=storage)
+    m = bundle.manifest
+    assert m["input_uri"] == PHOTOS
+    assert m["counts"]["featurized"] == len(LABELS) * 16
+    assert [s["uri"] for s in m["skipped"]] == [f"{PHOTOS}/Kiwi/corrupt_truncated.jpg"]
+    assert all(src.startswith(f"{PHOTOS}/") for src in bundle.sources)
+    # Bytes read from S3 by the executors give the features the local run got from disk.
+    s3_features = features_by_photo(storage, m["features"]["files"], PHOTOS)
+    local_features = features_by_photo(LocalStorage(), local_result.manifest["features"]["files"],
+                                       str(dataset / "Training"))
+    assert list(s3_features.index) == list(local_features.index)
+    np.testing.assert_allclose(np.stack(s3_features.to_numpy()),
+                               np.stack(local_features.to_numpy()), rtol=1e-4, atol=1e-4)
+
+    test_photos = [shared_photos("Test", label)[0].read_bytes() for label in LABELS[:3]]
+    env = {**s3.env, "ARTIFACTS_URI": ROOT, "RELOAD_INTERVAL_S": "1"}
+    with running_service(env, log_path=tmp_path / "service1.log") as (url, _):
+        first = classify_all(url, test_photos)
+        assert {a["model"]["version"] for a in first} == {v1}
+        assert all(e["source"].startswith(f"{PHOTOS}/{a['top_k'][0]['label']}/")
+                   for a in first for e in a["top_k"][0]["examples"])
+
+        # Photos change in the bucket; the refresh job runs while the service keeps serving.
+        gone = f"photos/Training/{LABELS[0]}/{shared_photos('Training', LABELS[0])[0].name}"
+        client.delete_object(Bucket=BUCKET, Key=gone)
+        for photo in shared_photos("Training", "Banana")[40:42]:
+            client.put_object(Bucket=BUCKET, Key=f"photos/Training/Banana/{photo.name}",
+                              Body=photo.read_bytes())
+        rc, out = run_job_cli([*JOB_ARGS, "--incremental"], s3.env, tmp_path / "job2.log")
+        logs.append(out)
+        assert rc == 0, out[-3000:]
+        v2 = current_version(ROOT, storage)
+        refresh = read_bundle(ROOT, storage=storage).manifest["refresh"]
+        # 96 featurized before; one deleted; two added; the corrupt photo is tried again.
+        assert (refresh["previous_version"], refresh["reused"], refresh["featurized"],
+                refresh["dropped"]) == (v1, 95, 3, 1)
+        assert list_versions(ROOT, storage) == [v1, v2]
+
+        wait_for_version(url, v2)  # hot reload from S3, no restart
+        second = classify_all(url, test_photos)
+        assert {a["model"]["version"] for a in second} == {v2}
+
+    # Restart: the same version, and exactly the same answers.
+    with running_service(env, log_path=tmp_path / "service2.log") as (url, _):
+        assert httpx.get(f"{url}/readyz", timeout=10).json()["version"] == v2
+        assert classify_all(url, test_photos) == second
+
+    logs += [(tmp_path / f"service{i}.log").read_text(errors="replace") for i in (1, 2)]
+    for text in logs:
+        assert ACCESS_KEY_ID not in text and SECRET_ACCESS_KEY not in text

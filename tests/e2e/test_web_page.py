@@ -1,0 +1,118 @@
+"""The page at `/` in headless Chromium (Debian's package, driven by Playwright) against the live
+service: upload real photos and compare what the page shows with the API's own answers."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.support import REPO_ROOT, shared_photos
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+WAIT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh (make test does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                      timeout=WAIT_MS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser, service_url):
+    context = browser.new_context(viewport={"width": 900, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    # Only the service under test may be reached: anything else would mean a leak.
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+        service_url) else route.abort())
+    page.goto(service_url + "/")
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def api_classify(url: str, name: str, data: bytes) -> httpx.Response:
+    return httpx.post(f"{url}/v1/classify", params={"top_k": 5},
+                      files={"file": (name, data, "application/octet-stream")}, timeout=60)
+
+
+def upload(page, path: Path) -> None:
+    page.set_input_files("#file", str(path))
+
+
+def test_upload_shows_the_apis_top_classes(page, service_url):
+    photo = shared_photos("Test", "Banana")[0]
+    api = api_classify(service_url, photo.name, photo.read_bytes()).json()
+    upload(page, photo)
+    page.wait_for_selector("#results li.match")
+    shown = page.locator("#results li.match")
+    assert shown.count() == len(api["top_k"]) == 5
+    assert [shown.nth(i).get_attribute("data-label") for i in range(shown.count())] == [
+        m["label"] for m in api["top_k"]]
+    assert page.get_attribute("#answer", "data-label") == api["label"]
+    top = api["top_k"][0]
+    first = shown.nth(0).inner_text()
+    assert top["info"]["display_name"] in first and f"{100 * top['score']:.1f}%" in first
+    if top["info"]["fact"]:
+        assert top["info"]["fact"] in first
+    if api["known"]:
+        assert page.inner_text("#top-class") == api["display_name"]
+    else:
+        assert page.is_visible("#not-recognised")
+    # The preview shows the chosen photo (decoded by the browser).
+    assert page.eval_on_selector("#preview", "img => img.complete && img.naturalWidth") == 100
+    # The fixture's model has random weights: the page must say so.
+    assert page.is_visible("#banner") and "RANDOM" in page.inner_text("#banner")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page-classified.png"), full_page=True)
+
+
+def test_not_recognised_state(page, service_url, tmp_path):
+    # Noise is nothing like a fruit on white: the API calls it unknown, and so must the page.
+    noise = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="PNG")
+    path = tmp_path / "noise.png"
+    path.write_bytes(buf.getvalue())
+    api = api_classify(service_url, path.name, buf.getvalue()).json()
+    assert api["known"] is False
+    upload(page, path)
+    page.wait_for_selector("#not-recognised")
+    assert "Not recognised" in page.inner_text("#not-recognised")
+    assert page.get_attribute("#answer", "data-known") == "false"
+    assert page.locator("#top-class").count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-page-not-recognised.png"), full_page=True)
+
+
+def test_errors_are_shown_in_words(page, service_url, tmp_path):
+    path = tmp_path / "notes.jpg"
+    path.write_bytes(b"these are notes, not a photo")
+    api = api_classify(service_url, path.name, path.read_bytes())
+    assert api.status_code == 400
+    upload(page, path)
+    page.wait_for_selector("#status.error")
+    status = page.inner_text("#status")
+    assert api.json()["error"]["message"] in status
+    assert page.locator("#results li").count() == 0

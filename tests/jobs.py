@@ -1,0 +1,36 @@
+"""Runs the batch job in its own process (`python -m batch`), as an operator or scheduler does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import REPO_ROOT
+
+JOB_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "SPARK_DRIVER_MEMORY": "1g",  # a few dozen 64 px photos: keep the shared CI box free
+}
+
+
+def start_job(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start `python -m batch ARGS`; stdout and stderr go to log_path."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "batch", *args], cwd=REPO_ROOT,
+                                env={**os.environ, **JOB_ENV, **env},
+                                stdout=log, stderr=subprocess.STDOUT)
+
+
+def run_job_cli(args: list[str], env: dict[str, str], log_path: Path,
+                timeout_s: float = 420) -> tuple[int, str]:
+    """Run the job to the end (bounded); returns its exit code and its whole output."""
+    proc = start_job(args, env, log_path)
+    try:
+        rc = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise
+    return rc, log_path.read_text(errors="replace")

@@ -1,0 +1,163 @@
+"""models/preprocess.py on real photos re-encoded with Pillow: decode, EXIF, modes, limits, errors."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.preprocess import (
+    ImageError,
+    empty_scene_inputs,
+    open_image,
+    preprocess_image,
+    to_model_input,
+)
+from tests.support import shared_photos
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    return Image.open(shared_photos("Test", "Banana")[0]).convert("RGB")
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def pixels(data: bytes, **kw) -> np.ndarray:
+    return np.asarray(open_image(data, **kw), dtype=np.int16)
+
+
+@pytest.mark.parametrize(("orientation", "stored_by"), [
+    (3, Image.Transpose.ROTATE_180),
+    (6, Image.Transpose.ROTATE_90),
+    (8, Image.Transpose.ROTATE_270),
+    (2, Image.Transpose.FLIP_LEFT_RIGHT),
+])
+def test_exif_orientation_gives_the_upright_photo(photo, orientation, stored_by):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(photo.transpose(stored_by), "PNG", exif=exif)
+    assert np.array_equal(pixels(data), np.asarray(photo, dtype=np.int16))
+
+
+def test_lossless_formats_decode_to_the_same_pixels(photo):
+    expected = np.asarray(photo, dtype=np.int16)
+    for fmt, kw in [("PNG", {}), ("BMP", {}), ("TIFF", {"compression": "tiff_lzw"}),
+                    ("WEBP", {"lossless": True})]:
+        assert np.array_equal(pixels(encode(photo, fmt, **kw)), expected), fmt
+
+
+def test_modes_are_converted_to_rgb(photo):
+    grey = photo.convert("L")
+    sixteen = Image.fromarray(np.asarray(grey, dtype=np.uint16) * 257)  # I;16, full range
+    grey_rgb = np.asarray(grey.convert("RGB"), dtype=np.int16)
+    assert open_image(encode(sixteen, "PNG")).mode == "RGB"
+    assert np.abs(pixels(encode(sixteen, "PNG")) - grey_rgb).max() <= 1
+    assert np.array_equal(pixels(encode(grey, "PNG")), grey_rgb)
+    palette = photo.convert("P", palette=Image.Palette.ADAPTIVE)
+    assert np.array_equal(pixels(encode(palette, "PNG")),
+                          np.asarray(palette.convert("RGB"), dtype=np.int16))
+    cmyk = pixels(encode(photo.convert("CMYK"), "JPEG", quality=95))
+    rgb = pixels(encode(photo, "JPEG", quality=95))
+    assert np.abs(cmyk - rgb).mean() < 6  # both lossy, same photo
+
+
+def test_transparent_pixels_become_white_whatever_their_colour():
+    rgba = np.zeros((10, 10, 4), dtype=np.uint8)
+    rgba[..., 0] = 200  # red everywhere, but...
+    rgba[:5, :, 3] = 0  # ...the top half fully transparent
+    rgba[5:, :, 3] = 255
+    out = pixels(encode(Image.fromarray(rgba), "PNG"))
+    assert (out[:5] == 255).all()
+    assert (out[5:] == [200, 0, 0]).all()
+    la = Image.fromarray(rgba[..., [0, 3]].copy(), "LA")
+    out = pixels(encode(la, "PNG"))
+    assert (out[:5] == 255).all() and (out[5:] == 200).all()
+
+
+def test_animated_gif_first_frame():
+    red, blue = Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))
+    buf = io.BytesIO()
+    red.save(buf, "GIF", save_all=True, append_images=[blue], duration=50)
+    assert (pixels(buf.getvalue()) == [255, 0, 0]).all()
+
+
+def test_model_input_pads_to_a_white_square_then_resizes():
+    wide = Image.new("RGB", (40, 20), (0, 0, 0))
+    out = to_model_input(wide, 8)
+    assert out.shape == (8, 8, 3) and out.dtype == np.float32
+    assert (out[0] == 255).all() and (out[-1] == 255).all()  # padding rows are white
+    assert (out[3:5] == 0).all()  # the black band stays in the middle
+
+
+def test_empty_scenes_are_flat_backdrops():
+    scenes = empty_scene_inputs(16)
+    assert scenes.shape == (27, 16, 16, 3)
+    assert any((s == 255).all() for s in scenes)  # the white Fruits-360 backdrop
+    assert all((s == s[0, 0]).all() for s in scenes)
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize(("data", "code"), [
+    (b"", "empty_file"),
+    (b"plain text, not a photo", "not_an_image"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not_an_image"),
+    (png_declaring(100_000, 100_000), "image_too_large"),  # Pillow's own bomb guard
+    (png_declaring(9_000, 9_000), "image_too_large"),  # under Pillow's, over ours (64 Mpx)
+])
+def test_bad_bytes_raise_image_error_with_a_stable_code(data, code):
+    with pytest.raises(ImageError) as err:
+        open_image(data)
+    assert err.value.code == code
+
+
+def test_pixel_limit_is_checked_before_decoding(photo):
+    data = encode(photo, "PNG")  # 100 x 100
+    assert open_image(data, max_pixels=10_000).size == (100, 100)
+    with pytest.raises(ImageError) as err:
+        open_image(data, max_pixels=9_999)
+    assert err.value.code == "image_too_large"
+
+
+def test_truncated_and_unsupported_files(photo):
+    jpeg = encode(photo, "JPEG")
+    with pytest.raises(ImageError) as err:
+        open_image(jpeg[: len(jpeg) // 2])
+    assert err.value.code == "corrupt_image"
+    with pytest.raises(ImageError) as err:
+        open_image(encode(photo, "ICO"))
+    assert err.value.code == "unsupported_format"
+
+
+def test_unconvertible_mode_is_an_image_error_not_a_crash(photo):
+    lab = photo.convert("LAB")
+    data = encode(lab, "TIFF")
+    try:
+        out = open_image(data)
+    except ImageError as exc:
+        assert exc.code == "unsupported_format"
+    else:
+        assert out.mode == "RGB"
+
+
+def test_large_jpeg_is_decoded_reduced_and_matches_the_model_input_size(photo):
+    big = encode(photo.resize((4000, 3000)), "JPEG", quality=80)
+    assert open_image(big, min_side=224).size[0] < 4000  # JPEG draft mode: decoded smaller
+    out = preprocess_image(big, 224)
+    assert out.shape == (224, 224, 3)
