@@ -86,6 +86,8 @@ class StageProgress:
             except Exception as exc:  # noqa: BLE001 - progress must never fail the job
                 log.debug("progress poll failed: %s", exc)
                 continue
+            if done >= self.total:
+                continue  # the closing line, with the stage's full time, comes from __exit__
             log.info("%s", format_progress(self.stage, done, self.total,
                                            time.perf_counter() - self._start))
 

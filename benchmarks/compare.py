@@ -93,7 +93,8 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         f"Machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, no GPU; "
         f"Spark `{args.master}`; job time is `run_job` wall time (listing, featurize, fit, "
         "project, write, report, publish), excluding the Spark session start; featurize "
-        "images/s is the featurize stage alone. Other work on the machine can slow either run.",
+        "images/s is the featurize stage alone. Other work on the machine slows either run: "
+        f"load average {args.load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.",
         f"ResNet50 input is {args.image_size}x{args.image_size} px (the photos' native size) "
         "instead of 224 px, to keep the run short on 2 cores.",
         RANDOM_NOTE if args.weights.startswith("random:") else "",
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from batch.session import spark_session
 
+    args.load_before = os.getloadavg()[0]
     spark = spark_session(args.master)
     try:
         rows = [run_featurizer(spark, name, args) for name in args.featurizers.split(",")]

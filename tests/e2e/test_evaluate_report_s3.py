@@ -44,7 +44,8 @@ def test_evaluate_and_report_through_s3(s3, job_run, dataset):
 
     # The job writes its report through the same storage layer: write one onto S3.
     vdir = f"s3://{BUCKET}/artifacts/versions/{result.version}"
-    client.delete_object(Bucket=BUCKET, Key=f"artifacts/versions/{result.version}/report/index.html")
+    vkey = f"artifacts/versions/{result.version}"
+    client.delete_object(Bucket=BUCKET, Key=f"{vkey}/report/index.html")
     proc = _run(["-c", "import sys; from batch.report import write_report; "
                        "from models.bundle import read_bundle; "
                        "write_report(sys.argv[1], read_bundle(sys.argv[1]))",
@@ -53,7 +54,6 @@ def test_evaluate_and_report_through_s3(s3, job_run, dataset):
     page = read_text(client, f"{vdir}/report/index.html")
     assert page is not None and all(f'src="{name}"' in page for name in PNGS)
     for name in PNGS:
-        body = client.get_object(Bucket=BUCKET, Key=f"artifacts/versions/{result.version}/report/"
-                                 f"{name}")["Body"].read()
+        body = client.get_object(Bucket=BUCKET, Key=f"{vkey}/report/{name}")["Body"].read()
         with Image.open(io.BytesIO(body)) as img:
             assert img.format == "PNG"
