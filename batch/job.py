@@ -23,7 +23,7 @@ from batch.incremental import refresh_features
 from batch.progress import StageProgress
 from batch.report import run_report
 from batch.session import spark_session
-from batch.write import project_features, write_features
+from batch.write import project_and_write
 from models.bundle import (
     ArtifactBundle,
     current_version,
@@ -155,8 +155,9 @@ def _run(spark: SparkSession, config: JobConfig, version: str, stages: _Stages) 
             components=config.components, variance=config.variance,
             max_components=config.max_components,
         )
-        embedded = stages.run("project", n_ok, project_features, ok, projection)
-        written = stages.run("write", n_ok, write_features, ok, config.output_uri, version)
+        # "write" = features Parquet + projection, one pass over the cached features.
+        embedded, written = stages.run("write", n_ok, project_and_write, ok, projection,
+                                       config.output_uri, version)
     finally:
         featurized.unpersist()
 
@@ -224,8 +225,8 @@ def _assemble(config, version, spec, weights_sha256, projection, embedded: pd.Da
                    "skipped": len(skipped), "classes": len(classes)},
         "class_counts": {k: int(v) for k, v in counts.items()},
         "skipped": skipped,
-        "features": {"uri": "features/", "files": sorted(written["file"].tolist()),
-                     "rows": int(written["rows"].sum()), "format": "parquet"},
+        "features": {"uri": "features/", "files": written, "rows": len(embedded),
+                     "format": "parquet"},
         "stages": stages.rows,
         "spark": {"master": spark.sparkContext.master,
                   "parallelism": spark.sparkContext.defaultParallelism,

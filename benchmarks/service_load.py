@@ -57,8 +57,7 @@ def pick_photos(data: Path, split: str, classes: int, per_class: int) -> dict[st
     return {label: sorted((data / split / label).glob("*.jpg"))[:per_class] for label in chosen}
 
 
-def build_bundle(data: Path, workdir: Path, spec: FeaturizerSpec, classes: int,
-                 per_class: int) -> Path:
+def build_bundle(data: Path, workdir: Path, spec: FeaturizerSpec, classes: int, per_class: int) -> Path:
     """The real job (`python -m batch`) on a copy of `classes` x `per_class` training photos."""
     train = workdir / "Training"
     for label, photos in pick_photos(data, "Training", classes, per_class).items():
@@ -66,9 +65,23 @@ def build_bundle(data: Path, workdir: Path, spec: FeaturizerSpec, classes: int,
         for p in photos:
             shutil.copy(p, train / label / p.name)
     out = workdir / "artifacts"
-    cmd = [sys.executable, "-m", "batch", "--input", str(train), "--output", str(out),
-           "--weights", spec.weights, "--image-size", str(spec.image_size),
-           "--master", "local[1]", "--images-per-partition", "64"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "batch",
+        "--input",
+        str(train),
+        "--output",
+        str(out),
+        "--weights",
+        spec.weights,
+        "--image-size",
+        str(spec.image_size),
+        "--master",
+        "local[1]",
+        "--images-per-partition",
+        "64",
+    ]
     print(f"building the bundle: {' '.join(cmd[1:])}", flush=True)
     subprocess.run(cmd, check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, timeout=1800)
     return out
@@ -101,8 +114,7 @@ async def load(url: str, photos: list[bytes], concurrency: int, requests: int) -
             photo = photos[i % len(photos)]
             started = time.perf_counter()
             try:
-                resp = await client.post("/v1/classify",
-                                         files={"file": ("p.jpg", photo, "image/jpeg")})
+                resp = await client.post("/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")})
                 if resp.status_code == 200:
                     latencies.append(time.perf_counter() - started)
                 else:
@@ -131,8 +143,12 @@ def batch_totals(url: str) -> np.ndarray:
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.service_load")
     p.add_argument("--data", type=Path, required=True, help="fruits360 folder (Training/, Test/)")
-    p.add_argument("--image-size", type=int, default=224,
-                   help="model input side for the job, the service and the bare featurizer")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=224,
+        help="model input side for the job, the service and the bare featurizer",
+    )
     p.add_argument("--weights", default="random:0")
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--per-class", type=int, default=16)
@@ -145,15 +161,13 @@ def main() -> int:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     spec = FeaturizerSpec("resnet50", args.weights, args.image_size).validated()
 
-    test_photos = [ph for photos in pick_photos(args.data, "Test", args.classes, 8).values()
-                   for ph in photos]
+    test_photos = [ph for photos in pick_photos(args.data, "Test", args.classes, 8).values() for ph in photos]
     blobs = [ph.read_bytes() for ph in test_photos]
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
         root = build_bundle(args.data, Path(tmp), spec, args.classes, args.per_class)
         model = build_featurizer(spec)
         bare_runs = [bare_featurizer_rate(model, test_photos, args.bare_seconds)]
-        print(f"bare featurizer, batch 32, {spec.image_size} px: {bare_runs[0]:.1f} img/s",
-              flush=True)
+        print(f"bare featurizer, batch 32, {spec.image_size} px: {bare_runs[0]:.1f} img/s", flush=True)
 
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -161,7 +175,11 @@ def main() -> int:
         env = {**os.environ, "ARTIFACTS_URI": str(root), "LOG_LEVEL": "warning"}
         server = subprocess.Popen(
             [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_ready(url, server, timeout_s=300)
             asyncio.run(load(url, blobs, 4, 40))  # warm-up, not measured
@@ -171,9 +189,12 @@ def main() -> int:
                 r = asyncio.run(load(url, blobs, conc, args.requests))
                 calls, photos = batch_totals(url) - before
                 results.append((r, photos / max(calls, 1)))
-                print(f"concurrency {conc:>3}: {r.ok} ok, errors {r.errors or 0}, "
-                      f"{r.throughput:.1f} req/s, p50 {r.pct(50):.1f} ms, p95 {r.pct(95):.1f} ms, "
-                      f"p99 {r.pct(99):.1f} ms, mean batch {results[-1][1]:.2f}", flush=True)
+                print(
+                    f"concurrency {conc:>3}: {r.ok} ok, errors {r.errors or 0}, "
+                    f"{r.throughput:.1f} req/s, p50 {r.pct(50):.1f} ms, p95 {r.pct(95):.1f} ms, "
+                    f"p99 {r.pct(99):.1f} ms, mean batch {results[-1][1]:.2f}",
+                    flush=True,
+                )
             # Measured again with the server idle: on a shared machine one window can be slowed
             # by other work; the faster of the two is the (stricter) reference.
             bare_runs.append(bare_featurizer_rate(model, test_photos, args.bare_seconds))
@@ -189,27 +210,32 @@ def main() -> int:
 
     bare = max(bare_runs)
     print("\nsummary")
-    print(f"  bare batch-32 featurizer        {bare:8.1f} img/s ({spec.image_size} px, "
-          f"{args.weights}; best of {', '.join(f'{b:.1f}' for b in bare_runs)})")
+    print(
+        f"  bare batch-32 featurizer        {bare:8.1f} img/s ({spec.image_size} px, "
+        f"{args.weights}; best of {', '.join(f'{b:.1f}' for b in bare_runs)})"
+    )
     failed = False
     for r, mean_batch in results:
         ratio = r.throughput / bare
         tail = r.pct(99) / r.pct(50)
-        print(f"  concurrency {r.concurrency:>2}: {r.throughput:7.1f} req/s = {ratio:.2f}x bare, "
-              f"p50/p95/p99 {r.pct(50):.0f}/{r.pct(95):.0f}/{r.pct(99):.0f} ms "
-              f"(p99/p50 {tail:.2f}), errors {sum(r.errors.values())}, "
-              f"mean batch {mean_batch:.2f}")
+        print(
+            f"  concurrency {r.concurrency:>2}: {r.throughput:7.1f} req/s = {ratio:.2f}x bare, "
+            f"p50/p95/p99 {r.pct(50):.0f}/{r.pct(95):.0f}/{r.pct(99):.0f} ms "
+            f"(p99/p50 {tail:.2f}), errors {sum(r.errors.values())}, "
+            f"mean batch {mean_batch:.2f}"
+        )
         failed |= bool(r.errors)
         if r.concurrency == 1:
             ok = tail <= TARGET_TAIL_RATIO
             failed |= not ok
-            print(f"    target p99 <= {TARGET_TAIL_RATIO}x p50 at concurrency 1: "
-                  f"{'met' if ok else 'MISSED'}")
+            print(f"    target p99 <= {TARGET_TAIL_RATIO}x p50 at concurrency 1: {'met' if ok else 'MISSED'}")
         if r.concurrency == 16:
             ok = ratio >= TARGET_THROUGHPUT_RATIO
             failed |= not ok
-            print(f"    target >= {TARGET_THROUGHPUT_RATIO}x bare at concurrency 16: "
-                  f"{'met' if ok else 'MISSED'}")
+            print(
+                f"    target >= {TARGET_THROUGHPUT_RATIO}x bare at concurrency 16: "
+                f"{'met' if ok else 'MISSED'}"
+            )
     print(f"  zero errors: {'met' if not any(r.errors for r, _ in results) else 'MISSED'}")
     return 1 if failed else 0
 

@@ -18,8 +18,16 @@ from models.classifier import Classifier, spec_of
 from models.featurizer import build_featurizer
 from models.scoring import calibrate
 
-FLAT_COLOURS = [(255, 255, 255), (0, 0, 0), (128, 128, 128), (255, 0, 0), (0, 160, 0),
-                (0, 0, 255), (250, 220, 40), (120, 60, 20)]
+FLAT_COLOURS = [
+    (255, 255, 255),
+    (0, 0, 0),
+    (128, 128, 128),
+    (255, 0, 0),
+    (0, 160, 0),
+    (0, 0, 255),
+    (250, 220, 40),
+    (120, 60, 20),
+]
 TEXTS = ["INVOICE 2026-11", "hello world", "The quick brown fox", "1234567890", "Lorem ipsum"]
 
 
@@ -34,8 +42,7 @@ def not_fruit_images(size: int = 100) -> dict[str, bytes]:
     out = {}
     for seed in range(6):
         rng = np.random.default_rng(seed)
-        out[f"noise-{seed}"] = png(Image.fromarray(
-            rng.integers(0, 256, (size, size, 3), dtype=np.uint8)))
+        out[f"noise-{seed}"] = png(Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)))
     for colour in FLAT_COLOURS:
         out[f"flat-{colour}"] = png(Image.new("RGB", (size, size), colour))
     for i, text in enumerate(TEXTS):
@@ -66,28 +73,39 @@ def main() -> None:
     others = not_fruit_images()
 
     def embed(blobs: list[bytes]) -> np.ndarray:
-        parts = [clf.embed(np.stack([clf.preprocess(b) for b in blobs[i:i + 64]]))
-                 for i in range(0, len(blobs), 64)]
+        parts = [
+            clf.embed(np.stack([clf.preprocess(b) for b in blobs[i : i + 64]]))
+            for i in range(0, len(blobs), 64)
+        ]
         return np.concatenate(parts)
 
     z_test, z_other = embed(photos), embed(list(others.values()))
     label_idx = bundle.label_idx
-    print(f"bundle {bundle.version}: {len(classes)} classes, {len(label_idx)} training photos, "
-          f"{len(photos)} Test photos, {len(others)} not-fruit images")
-    print(f"{'percentile':>10} {'margin':>6} {'false-unknown':>14} {'top1-acc':>9} "
-          f"{'not-fruit known':>16}")
-    for percentile, margin in [(95, 1.0), (99, 1.0), (99, 1.25), (100, 1.25), (99, 1.5),
-                               (100, 1.5), (99, 2.0)]:
-        cal = calibrate(bundle.embeddings, label_idx, len(classes),
-                        percentile=percentile, margin=margin)
+    print(
+        f"bundle {bundle.version}: {len(classes)} classes, {len(label_idx)} training photos, "
+        f"{len(photos)} Test photos, {len(others)} not-fruit images"
+    )
+    print(f"{'percentile':>10} {'margin':>6} {'false-unknown':>14} {'top1-acc':>9} {'not-fruit known':>16}")
+    for percentile, margin in [
+        (95, 1.0),
+        (99, 1.0),
+        (99, 1.25),
+        (100, 1.25),
+        (99, 1.5),
+        (100, 1.5),
+        (99, 2.0),
+    ]:
+        cal = calibrate(bundle.embeddings, label_idx, len(classes), percentile=percentile, margin=margin)
         clf.bundle.thresholds = cal.thresholds
         test = clf.classify_embeddings(z_test, 1)
         other = clf.classify_embeddings(z_other, 1)
         false_unknown = np.mean([not r.known for r in test])
         accuracy = np.mean([r.label == y for r, y in zip(test, labels, strict=True)])
         known_other = [n for n, r in zip(others, other, strict=True) if r.known]
-        print(f"{percentile:>10} {margin:>6} {false_unknown:>14.3f} {accuracy:>9.3f} "
-              f"{len(known_other):>5}/{len(others)} {','.join(known_other)[:60]}")
+        print(
+            f"{percentile:>10} {margin:>6} {false_unknown:>14.3f} {accuracy:>9.3f} "
+            f"{len(known_other):>5}/{len(others)} {','.join(known_other)[:60]}"
+        )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from contextlib import asynccontextmanager
 
@@ -44,9 +43,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await batcher.start()
         app.state.holder.batcher = batcher
         app.state.metrics.track_queue(lambda: batcher.depth)
-        # TensorFlow and Keras leave millions of long-lived objects; frozen, the cyclic GC
-        # stops rescanning them, which removes its pauses from request latency tails.
-        gc.freeze()
         log.info("serving bundle %s from %s", classifier.version, settings.artifacts_uri)
         try:
             async with polling(app.state.reloader, settings.reload_interval_s):

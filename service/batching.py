@@ -101,8 +101,11 @@ class MicroBatcher(Generic[Item, Result]):
                 if remaining <= 0 and self._queue.empty():
                     break
                 try:
-                    nxt = (self._queue.get_nowait() if not self._queue.empty()
-                           else await asyncio.wait_for(self._queue.get(), remaining))
+                    nxt = (
+                        self._queue.get_nowait()
+                        if not self._queue.empty()
+                        else await asyncio.wait_for(self._queue.get(), remaining)
+                    )
                 except TimeoutError:
                     break
                 if nxt.key is not first.key:
@@ -117,7 +120,8 @@ class MicroBatcher(Generic[Item, Result]):
         started = time.perf_counter()
         try:
             results = await loop.run_in_executor(
-                self._executor, self._run_batch, batch[0].key, [p.item for p in batch])
+                self._executor, self._run_batch, batch[0].key, [p.item for p in batch]
+            )
             if len(results) != len(batch):
                 raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)}")
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the error

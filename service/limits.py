@@ -86,14 +86,16 @@ def _content_length(scope: Scope) -> int | None:
 
 async def _send_413(send: Send, limit: int) -> None:
     body = _too_large_body(limit)
-    await send({
-        "type": "http.response.start",
-        "status": 413,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            # The rest of the body is never read: the connection cannot be reused.
-            (b"connection", b"close"),
-        ],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                # The rest of the body is never read: the connection cannot be reused.
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

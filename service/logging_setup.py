@@ -31,10 +31,13 @@ class RequestIdFilter(logging.Filter):
 def setup_logging(level: str = "info", stream=None) -> None:
     """Route every logger (ours, uvicorn's, TensorFlow's) to one JSON-lines handler."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter(
-        "{asctime}{levelname}{name}{message}{request_id}", style="{",
-        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-    ))
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}{request_id}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -75,8 +78,7 @@ class RequestIdMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.lower() != b"x-request-id"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
@@ -84,9 +86,14 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, tagging_send)
         finally:
-            access_log.info("request", extra={
-                "method": scope["method"], "path": scope["path"], "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "client": (scope.get("client") or ("?",))[0],
-            })
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client": (scope.get("client") or ("?",))[0],
+                },
+            )
             request_id_var.reset(token)

@@ -31,21 +31,33 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("fruit_http_requests", "HTTP requests answered",
-                                ["method", "route", "status"], registry=r)
+        self.requests = Counter(
+            "fruit_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
+        )
         self.latency = Histogram(
-            "fruit_http_request_duration_seconds", "Time to answer a request",
-            ["method", "route", "status"], registry=r,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-        self.batch_size = Histogram("fruit_model_batch_size", "Photos per model call",
-                                    registry=r, buckets=(1, 2, 4, 8, 12, 16, 24, 32, 48, 64))
-        self.batch_seconds = Histogram("fruit_model_batch_duration_seconds",
-                                       "Time of one model call", registry=r)
-        self.queue_depth = Gauge("fruit_batch_queue_depth", "Requests waiting for a model call",
-                                 registry=r)
+            "fruit_http_request_duration_seconds",
+            "Time to answer a request",
+            ["method", "route", "status"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.batch_size = Histogram(
+            "fruit_model_batch_size",
+            "Photos per model call",
+            registry=r,
+            buckets=(1, 2, 4, 8, 12, 16, 24, 32, 48, 64),
+        )
+        self.batch_seconds = Histogram(
+            "fruit_model_batch_duration_seconds", "Time of one model call", registry=r
+        )
+        self.queue_depth = Gauge("fruit_batch_queue_depth", "Requests waiting for a model call", registry=r)
         self.model = Info("fruit_model", "The model in service", registry=r)
-        self.model_loaded = Gauge("fruit_model_loaded_timestamp_seconds",
-                                  "When the model in service was loaded", ["version"], registry=r)
+        self.model_loaded = Gauge(
+            "fruit_model_loaded_timestamp_seconds",
+            "When the model in service was loaded",
+            ["version"],
+            registry=r,
+        )
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
@@ -56,8 +68,14 @@ class ServiceMetrics:
 
     def model_in_service(self, classifier: Classifier) -> None:
         spec = classifier.featurizer.spec
-        self.model.info({"version": classifier.version, "weights": spec.weights,
-                         "featurizer": spec.name, "image_size": str(spec.image_size)})
+        self.model.info(
+            {
+                "version": classifier.version,
+                "weights": spec.weights,
+                "featurizer": spec.name,
+                "image_size": str(spec.image_size),
+            }
+        )
         self.model_loaded.clear()
         self.model_loaded.labels(version=classifier.version).set(time.time())
 

@@ -9,8 +9,8 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from models.bundle import current_version
-from models.classifier import Classifier
+from models.bundle import BundleError, current_version, read_manifest
+from models.classifier import Classifier, spec_of
 from service.settings import Settings
 from service.state import ModelHolder, load_classifier
 
@@ -49,6 +49,8 @@ class Reloader:
             if target in self._refused and not retry_refused:
                 return ReloadOutcome("refused", serving, target, self._refused[target])
             try:
+                if old is not None:
+                    _check_same_model(read_manifest(self._settings.artifacts_uri, target), old)
                 new = load_classifier(self._settings, target,
                                       reuse=old.featurizer if old else None)
             except Exception as exc:  # noqa: BLE001 - any failure means: keep the old version
@@ -61,6 +63,20 @@ class Reloader:
                 self._on_swap(new)
             log.info("hot reload: now serving bundle %s (was %s)", target, serving)
             return ReloadOutcome("reloaded", target, target)
+
+
+def _check_same_model(manifest: dict, serving: Classifier) -> None:
+    """A hot reload swaps data, never the model: a version that needs another featurizer,
+    image size or weights is refused (switching models is a deploy: restart the service)."""
+    want = spec_of(manifest)
+    have = serving.featurizer.spec
+    sha = manifest.get("weights", {}).get("sha256", "")
+    if (want.kind, want.image_size) != (have.kind, have.image_size):
+        raise BundleError(f"needs {want.name} at {want.image_size}px but this service runs "
+                          f"{have.name} at {have.image_size}px; restart to change models")
+    if sha != serving.featurizer.weights_sha256:
+        raise BundleError(f"needs weights {sha[:12]} but this service runs "
+                          f"{serving.featurizer.weights_sha256[:12]}; restart to change models")
 
 
 async def _poll(reloader: Reloader, interval_s: float) -> None:

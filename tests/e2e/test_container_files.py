@@ -33,7 +33,7 @@ def stages() -> list[list[str]]:
 
 
 def instructions(stage: list[str], keyword: str) -> list[str]:
-    return [ln[len(keyword):].strip() for ln in stage if ln.upper().startswith(keyword + " ")]
+    return [ln[len(keyword) :].strip() for ln in stage if ln.upper().startswith(keyword + " ")]
 
 
 def exec_form(arg: str) -> list[str]:
@@ -51,8 +51,7 @@ def test_dockerfile_is_multi_stage_and_installs_like_make_install():
     assert "$(VENV)/bin/pip install -q -r requirements.lock" in MAKEFILE
     assert "$(VENV)/bin/pip install -q --no-deps -e ." in MAKEFILE
     copied = " ".join(instructions(build, "COPY"))
-    for needed in ("requirements.lock", "pyproject.toml", "README.md", "models", "batch",
-                   "service"):
+    for needed in ("requirements.lock", "pyproject.toml", "README.md", "models", "batch", "service"):
         assert needed in copied, needed
     assert any("--from=build" in c for c in instructions(runtime, "COPY"))
 
@@ -85,7 +84,8 @@ def test_compose_runs_minio_the_job_and_the_service():
     assert {"minio", "job", "service"} <= set(services)
     job, service = services["job"], services["service"]
     assert job["depends_on"] and service["depends_on"]["job"]["condition"] == (
-        "service_completed_successfully")
+        "service_completed_successfully"
+    )
     assert service["command"][:3] == ["python", "-m", "service"]
     for svc in (job, service):
         assert svc["environment"]["AWS_ENDPOINT_URL"] == "http://minio:9000"
@@ -102,8 +102,7 @@ def test_compose_job_command_is_accepted_by_the_job_cli():
 
 
 def test_compose_service_settings_are_real_settings():
-    env = {k: v for k, v in COMPOSE["services"]["service"]["environment"].items()
-           if not k.startswith("AWS_")}
+    env = {k: v for k, v in COMPOSE["services"]["service"]["environment"].items() if not k.startswith("AWS_")}
     fields = {name.upper() for name in Settings.model_fields}
     assert set(env) <= fields, set(env) - fields
     settings = Settings(**{k.lower(): v for k, v in env.items()})  # validates every value

@@ -35,12 +35,15 @@ def pixels(data: bytes, **kw) -> np.ndarray:
     return np.asarray(open_image(data, **kw), dtype=np.int16)
 
 
-@pytest.mark.parametrize(("orientation", "stored_by"), [
-    (3, Image.Transpose.ROTATE_180),
-    (6, Image.Transpose.ROTATE_90),
-    (8, Image.Transpose.ROTATE_270),
-    (2, Image.Transpose.FLIP_LEFT_RIGHT),
-])
+@pytest.mark.parametrize(
+    ("orientation", "stored_by"),
+    [
+        (3, Image.Transpose.ROTATE_180),
+        (6, Image.Transpose.ROTATE_90),
+        (8, Image.Transpose.ROTATE_270),
+        (2, Image.Transpose.FLIP_LEFT_RIGHT),
+    ],
+)
 def test_exif_orientation_gives_the_upright_photo(photo, orientation, stored_by):
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -50,8 +53,12 @@ def test_exif_orientation_gives_the_upright_photo(photo, orientation, stored_by)
 
 def test_lossless_formats_decode_to_the_same_pixels(photo):
     expected = np.asarray(photo, dtype=np.int16)
-    for fmt, kw in [("PNG", {}), ("BMP", {}), ("TIFF", {"compression": "tiff_lzw"}),
-                    ("WEBP", {"lossless": True})]:
+    for fmt, kw in [
+        ("PNG", {}),
+        ("BMP", {}),
+        ("TIFF", {"compression": "tiff_lzw"}),
+        ("WEBP", {"lossless": True}),
+    ]:
         assert np.array_equal(pixels(encode(photo, fmt, **kw)), expected), fmt
 
 
@@ -63,8 +70,7 @@ def test_modes_are_converted_to_rgb(photo):
     assert np.abs(pixels(encode(sixteen, "PNG")) - grey_rgb).max() <= 1
     assert np.array_equal(pixels(encode(grey, "PNG")), grey_rgb)
     palette = photo.convert("P", palette=Image.Palette.ADAPTIVE)
-    assert np.array_equal(pixels(encode(palette, "PNG")),
-                          np.asarray(palette.convert("RGB"), dtype=np.int16))
+    assert np.array_equal(pixels(encode(palette, "PNG")), np.asarray(palette.convert("RGB"), dtype=np.int16))
     cmyk = pixels(encode(photo.convert("CMYK"), "JPEG", quality=95))
     rgb = pixels(encode(photo, "JPEG", quality=95))
     assert np.abs(cmyk - rgb).mean() < 6  # both lossy, same photo
@@ -107,20 +113,32 @@ def test_empty_scenes_are_flat_backdrops():
 
 def png_declaring(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
-@pytest.mark.parametrize(("data", "code"), [
-    (b"", "empty_file"),
-    (b"plain text, not a photo", "not_an_image"),
-    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not_an_image"),
-    (png_declaring(100_000, 100_000), "image_too_large"),  # Pillow's own bomb guard
-    (png_declaring(9_000, 9_000), "image_too_large"),  # under Pillow's, over ours (64 Mpx)
-])
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty_file"),
+        (b"plain text, not a photo", "not_an_image"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not_an_image"),
+        (png_declaring(100_000, 100_000), "image_too_large"),  # Pillow's own bomb guard
+        (png_declaring(9_000, 9_000), "image_too_large"),  # under Pillow's, over ours (64 Mpx)
+    ],
+)
 def test_bad_bytes_raise_image_error_with_a_stable_code(data, code):
     with pytest.raises(ImageError) as err:
         open_image(data)

@@ -12,7 +12,12 @@ def tight_service(job_run, tmp_path_factory):
     """(url, process, log path): batches of 1, at most 2 waiting photos, no batching wait."""
     root, _ = job_run
     log = tmp_path_factory.mktemp("tight") / "service.log"
-    env = {"ARTIFACTS_URI": str(root), "MAX_BATCH_SIZE": "1", "MAX_QUEUE_DEPTH": "2",
-           "MAX_BATCH_WAIT_MS": "0", "TF_THREADS": "1"}
+    env = {
+        "ARTIFACTS_URI": str(root),
+        "MAX_BATCH_SIZE": "1",
+        "MAX_QUEUE_DEPTH": "2",
+        "MAX_BATCH_WAIT_MS": "0",
+        "TF_THREADS": "1",
+    }
     with running_service(env, log_path=log) as (url, proc):
         yield url, proc, log

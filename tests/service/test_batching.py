@@ -105,8 +105,7 @@ def test_a_failing_batch_fails_its_requests_only():
         batcher = MicroBatcher(model, max_batch=4, max_wait_s=0.05, max_queue=10)
         await batcher.start()
         try:
-            bad = await asyncio.gather(batcher.submit(-1), batcher.submit(2),
-                                       return_exceptions=True)
+            bad = await asyncio.gather(batcher.submit(-1), batcher.submit(2), return_exceptions=True)
             good = await batcher.submit(5)
             return bad, good
         finally:
@@ -138,9 +137,12 @@ def test_items_for_different_models_never_share_a_batch():
 def _post_many(url: str, photo: bytes, n: int, path: str = "/v1/classify") -> list[httpx.Response]:
     async def go():
         async with httpx.AsyncClient(timeout=60) as client:
-            return await asyncio.gather(*(
-                client.post(f"{url}{path}", files={"file": ("p.jpg", photo, "image/jpeg")})
-                for _ in range(n)))
+            return await asyncio.gather(
+                *(
+                    client.post(f"{url}{path}", files={"file": ("p.jpg", photo, "image/jpeg")})
+                    for _ in range(n)
+                )
+            )
 
     return asyncio.run(go())
 
@@ -157,8 +159,9 @@ def _batch_histogram(url: str) -> tuple[float, float]:
 
 def test_concurrent_http_requests_are_batched_and_embed_stays_exact(service_url):
     photo = shared_photos("Test", "Cherry 1")[0].read_bytes()
-    alone = httpx.post(f"{service_url}/v1/embed", files={"file": ("p.jpg", photo, "image/jpeg")},
-                       timeout=60).json()
+    alone = httpx.post(
+        f"{service_url}/v1/embed", files={"file": ("p.jpg", photo, "image/jpeg")}, timeout=60
+    ).json()
     calls_before, photos_before = _batch_histogram(service_url)
     responses = _post_many(service_url, photo, 24, path="/v1/embed")
     calls_after, photos_after = _batch_histogram(service_url)
@@ -183,6 +186,5 @@ def test_overloaded_service_answers_503_with_retry_after(tight_service):
             assert r.headers["Retry-After"] == "1"
             assert r.json()["error"]["code"] == "overloaded"
     # and it recovers once the burst is over
-    ok = httpx.post(f"{url}/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")},
-                    timeout=60)
+    ok = httpx.post(f"{url}/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")}, timeout=60)
     assert ok.status_code == 200

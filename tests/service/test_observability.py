@@ -29,8 +29,9 @@ def value(snapshot, name: str, **labels) -> float:
 
 
 def post(url: str, data: bytes, **headers) -> httpx.Response:
-    return httpx.post(f"{url}/v1/classify", files={"file": ("p.jpg", data, "image/jpeg")},
-                      headers=headers, timeout=60)
+    return httpx.post(
+        f"{url}/v1/classify", files={"file": ("p.jpg", data, "image/jpeg")}, headers=headers, timeout=60
+    )
 
 
 def test_requests_are_counted_by_route_and_status(service_url):
@@ -39,8 +40,12 @@ def test_requests_are_counted_by_route_and_status(service_url):
     before = samples(service_url)
     assert [post(service_url, photo).status_code for _ in range(3)] == [200] * 3
     assert post(service_url, b"not an image").status_code == 400
-    too_big = httpx.post(f"{service_url}/v1/classify", content=b"x" * (11 * 1024 * 1024),
-                         headers={"Content-Type": "multipart/form-data; boundary=x"}, timeout=60)
+    too_big = httpx.post(
+        f"{service_url}/v1/classify",
+        content=b"x" * (11 * 1024 * 1024),
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+        timeout=60,
+    )
     assert too_big.status_code == 413
     httpx.get(f"{service_url}/no/such/page", timeout=10)
     after = samples(service_url)
@@ -51,8 +56,7 @@ def test_requests_are_counted_by_route_and_status(service_url):
     assert delta("fruit_http_requests_total", **route, status="200") == 3
     assert delta("fruit_http_requests_total", **route, status="400") == 1
     assert delta("fruit_http_requests_total", **route, status="413") == 1
-    assert delta("fruit_http_requests_total", method="GET", route="<unmatched>",
-                 status="404") == 1
+    assert delta("fruit_http_requests_total", method="GET", route="<unmatched>", status="404") == 1
     assert delta("fruit_http_request_duration_seconds_count", **route, status="200") == 3
     assert delta("fruit_http_request_duration_seconds_sum", **route, status="200") > 0
     # three photos went through the model, in however many batches
@@ -81,8 +85,9 @@ def test_request_id_is_honoured_or_generated(service_url):
     other = httpx.get(f"{service_url}/healthz", timeout=10).headers["X-Request-ID"]
     assert other != made
     # an id that could forge log lines is replaced, not echoed
-    hostile = httpx.get(f"{service_url}/healthz", headers={"X-Request-ID": "a b\"}{"},
-                        timeout=10).headers["X-Request-ID"]
+    hostile = httpx.get(f"{service_url}/healthz", headers={"X-Request-ID": 'a b"}{'}, timeout=10).headers[
+        "X-Request-ID"
+    ]
     assert hostile != 'a b"}{' and len(hostile) == 32
     # errors carry it too
     bad = post(service_url, b"", **{"X-Request-ID": "err-1"})
@@ -98,8 +103,11 @@ def test_logs_are_json_lines_with_the_request_id(tight_service):
     deadline = time.monotonic() + 10
     records = []
     while time.monotonic() < deadline:
-        lines = [ln for ln in log_path.read_text().splitlines()
-                 if ln.strip() and not ln.startswith(NATIVE_PREFIXES)]
+        lines = [
+            ln
+            for ln in log_path.read_text().splitlines()
+            if ln.strip() and not ln.startswith(NATIVE_PREFIXES)
+        ]
         records = [json.loads(ln) for ln in lines]  # every Python log line is one JSON object
         if any(r.get("request_id") == rid + "-bad" for r in records):
             break

@@ -68,11 +68,17 @@ def _other_weights(bundle):
     bundle.manifest["weights"]["sha256"] = "0" * 64
 
 
+def _other_image_size(bundle):
+    bundle.manifest["featurizer"]["image_size"] = 96
+    bundle.manifest["image_size"] = 96
+
+
 BAD_BUNDLES = {
     "missing file": (None, _break_missing_file, "thresholds.npy"),
     "checksum mismatch": (None, _break_checksum, "checksum mismatch"),
     "wrong array shapes": (None, _break_shapes, "embeddings must be"),
     "other weights than the model": (_other_weights, None, "weights"),
+    "other image size than the model": (_other_image_size, None, "needs resnet50 at 96px"),
 }
 
 

@@ -27,24 +27,36 @@ def test_every_operation_conforms_to_its_schema(api_schema, service_url):
         tested.append(operation.label)
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True,
-                  database=None, phases=[Phase.explicit, Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         def fuzz(case):
             # the default checks include not_a_server_error, status_code_conformance,
             # content_type_conformance and response_schema_conformance. Left out: any bytes
             # are a schema-valid "file", but only an image is a valid photo, so a documented
             # 400 for random bytes is right, not a rejected positive case.
             calls.append(case.operation.label)
-            case.call_and_validate(base_url=service_url, timeout=60,
-                                   excluded_checks=[positive_data_acceptance])
+            case.call_and_validate(
+                base_url=service_url, timeout=60, excluded_checks=[positive_data_acceptance]
+            )
 
         try:
             fuzz()
         except Exception as exc:  # collect all operations' failures, then report them together
             failures[operation.label] = str(exc)[:2000]
-    assert {"POST /v1/classify", "POST /v1/embed", "GET /healthz", "GET /readyz",
-            "GET /v1/model", "GET /v1/classes"} <= set(tested)
+    assert {
+        "POST /v1/classify",
+        "POST /v1/embed",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /v1/model",
+        "GET /v1/classes",
+    } <= set(tested)
     # parameterless GETs have one case each; the uploads get MAX_EXAMPLES each
     assert calls.count("POST /v1/classify") >= MAX_EXAMPLES // 2
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())

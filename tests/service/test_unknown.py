@@ -34,8 +34,12 @@ def text_on_white(text: str, size: tuple[int, int], font_size: int) -> Image.Ima
 
 
 NOT_FRUIT = {
-    **{f"noise-{seed}": Image.fromarray(np.random.default_rng(100 + seed).integers(
-        0, 256, (120, 120, 3), dtype=np.uint8)) for seed in range(3)},
+    **{
+        f"noise-{seed}": Image.fromarray(
+            np.random.default_rng(100 + seed).integers(0, 256, (120, 120, 3), dtype=np.uint8)
+        )
+        for seed in range(3)
+    },
     "flat-white": Image.new("RGB", (100, 100), (255, 255, 255)),
     "flat-black": Image.new("RGB", (100, 100), (0, 0, 0)),
     "flat-grey": Image.new("RGB", (80, 80), (140, 140, 140)),
@@ -47,8 +51,7 @@ NOT_FRUIT = {
 
 
 def classify(url: str, data: bytes) -> dict:
-    resp = httpx.post(f"{url}/v1/classify", files={"file": ("x.png", data, "image/png")},
-                      timeout=60)
+    resp = httpx.post(f"{url}/v1/classify", files={"file": ("x.png", data, "image/png")}, timeout=60)
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -56,8 +59,7 @@ def classify(url: str, data: bytes) -> dict:
 @pytest.mark.parametrize("name", sorted(NOT_FRUIT))
 def test_not_a_fruit_is_unknown_with_nearest_classes_listed(service_url, name):
     body = classify(service_url, png(NOT_FRUIT[name]))
-    assert body["known"] is False, (name, body["top_k"][0]["distance"],
-                                    body["top_k"][0]["threshold"])
+    assert body["known"] is False, (name, body["top_k"][0]["distance"], body["top_k"][0]["threshold"])
     assert len(body["top_k"]) == 5
     assert {m["label"] for m in body["top_k"]} <= set(LABELS)
 
@@ -70,8 +72,7 @@ def test_false_unknown_rate_on_the_test_photos_is_low(service_url, dataset):
     assert len(unknown) / len(photos) <= MAX_FALSE_UNKNOWN, unknown
     # "known" must mean something: the known answers are mostly right (6 classes, 2 pairs of
     # look-alikes; chance would be 1/6).
-    right = sum(a["label"] == p.parent.name for p, a in zip(photos, answers, strict=True)
-                if a["known"])
+    right = sum(a["label"] == p.parent.name for p, a in zip(photos, answers, strict=True) if a["known"])
     assert right >= 0.6 * sum(a["known"] for a in answers)
 
 

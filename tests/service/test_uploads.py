@@ -30,21 +30,32 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(
-        ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def png_declaring(width: int, height: int) -> bytes:
     """A ~60-byte PNG whose header claims width x height (a decompression bomb's shape)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
-            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def gif_declaring(width: int, height: int) -> bytes:
-    return (b"GIF89a" + struct.pack("<HH", width, height) + b"\x80\x00\x00"
-            + b"\x00\x00\x00\xff\xff\xff" + b"," + struct.pack("<HHHH", 0, 0, width, height)
-            + b"\x00\x02\x02\x44\x01\x00;")
+    return (
+        b"GIF89a"
+        + struct.pack("<HH", width, height)
+        + b"\x80\x00\x00"
+        + b"\x00\x00\x00\xff\xff\xff"
+        + b","
+        + struct.pack("<HHHH", 0, 0, width, height)
+        + b"\x00\x02\x02\x44\x01\x00;"
+    )
 
 
 def animated_gif(first: Image.Image, second: Image.Image) -> bytes:
@@ -98,8 +109,13 @@ def cases() -> list[tuple[str, bytes, int, str | None]]:
         ("zero-bytes", b"", 400, "empty_file"),
         ("random-bytes", np.random.default_rng(7).bytes(5000), 400, "not_an_image"),
         ("text", b"apple banana cherry\n" * 50, 400, "not_an_image"),
-        ("svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
-                b'<circle cx="50" cy="50" r="40" fill="yellow"/></svg>', 400, "not_an_image"),
+        (
+            "svg",
+            b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
+            b'<circle cx="50" cy="50" r="40" fill="yellow"/></svg>',
+            400,
+            "not_an_image",
+        ),
         ("pdf-header", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", 400, "not_an_image"),
         ("jpeg-magic-then-garbage", b"\xff\xd8\xff\xe0" + b"\x00" * 300, 400, None),
         ("ico", encode(img, "ICO"), 415, "unsupported_format"),
@@ -112,10 +128,8 @@ def cases() -> list[tuple[str, bytes, int, str | None]]:
 CASES = cases()
 
 
-def post(url: str, data: bytes, path: str = "/v1/classify", name: str = "upload.bin"
-         ) -> httpx.Response:
-    return httpx.post(f"{url}{path}", files={"file": (name, data, "application/octet-stream")},
-                      timeout=60)
+def post(url: str, data: bytes, path: str = "/v1/classify", name: str = "upload.bin") -> httpx.Response:
+    return httpx.post(f"{url}{path}", files={"file": (name, data, "application/octet-stream")}, timeout=60)
 
 
 def test_the_suite_is_large_enough():
@@ -186,8 +200,10 @@ def test_sixteen_bit_and_cmyk_match_their_8bit_rgb_versions(service_url):
     img = upright()
     grey = img.convert("L")
     sixteen = Image.fromarray(np.asarray(grey, dtype=np.uint16) * 257)
-    assert close(features(service_url, encode(sixteen, "PNG")),
-                 features(service_url, encode(grey.convert("RGB"), "PNG")))
+    assert close(
+        features(service_url, encode(sixteen, "PNG")),
+        features(service_url, encode(grey.convert("RGB"), "PNG")),
+    )
     # CMYK round trip through JPEG is lossy: near the RGB JPEG, much nearer than another fruit.
     rgb = features(service_url, encode(img, "JPEG", quality=95))
     cmyk = features(service_url, encode(img.convert("CMYK"), "JPEG", quality=95))
@@ -224,9 +240,11 @@ def _raw_exchange(url: str, head: bytes, body_parts: list[bytes], timeout: float
 def test_declared_length_over_limit_is_refused_before_the_body_is_sent(service_url):
     # Declare 50 MB, send only the headers: the answer must come without waiting for the body.
     host = urlsplit(service_url).netloc
-    head = (f"POST /v1/classify HTTP/1.1\r\nHost: {host}\r\n"
-            "Content-Type: multipart/form-data; boundary=x\r\n"
-            f"Content-Length: {50 * 1024 * 1024}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/classify HTTP/1.1\r\nHost: {host}\r\n"
+        "Content-Type: multipart/form-data; boundary=x\r\n"
+        f"Content-Length: {50 * 1024 * 1024}\r\n\r\n"
+    ).encode()
     reply = _raw_exchange(service_url, head, [], timeout=10)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert b"file_too_large" in reply or b"content-length" in reply.lower()
@@ -234,11 +252,15 @@ def test_declared_length_over_limit_is_refused_before_the_body_is_sent(service_u
 
 def test_chunked_body_over_limit_is_cut_off_while_streaming(service_url):
     host = urlsplit(service_url).netloc
-    head = (f"POST /v1/classify HTTP/1.1\r\nHost: {host}\r\n"
-            "Content-Type: multipart/form-data; boundary=x\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n").encode()
-    preamble = (b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
-                b"Content-Type: image/jpeg\r\n\r\n")
+    head = (
+        f"POST /v1/classify HTTP/1.1\r\nHost: {host}\r\n"
+        "Content-Type: multipart/form-data; boundary=x\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    preamble = (
+        b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n"
+    )
     block = b"\xab" * (1024 * 1024)
     chunks = [b"%x\r\n%s\r\n" % (len(preamble), preamble)]
     # 12 MB in chunks: over the limit, and the client never sends the closing chunk.
