@@ -26,6 +26,7 @@ install: $(STAMP) ## create .venv with the locked dependencies and the project
 
 test: install ## install, then run the whole test suite
 	scripts/ensure-chromium.sh
+	scripts/ensure-blas.sh
 	$(PY) -m pytest
 
 lint: install ## ruff lint + format check

@@ -18,27 +18,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input", required=True, help="folder or s3://bucket/prefix of photos")
     p.add_argument("--output", required=True, help="bundle root: folder or s3://bucket/prefix")
-    p.add_argument("--weights", default="imagenet",
-                   help="imagenet (download+cache), a Keras weights file path/URI, or random:SEED")
+    p.add_argument(
+        "--weights",
+        default="imagenet",
+        help="imagenet (download+cache), a Keras weights file path/URI, or random:SEED",
+    )
     p.add_argument("--featurizer", default="resnet50", help="resnet50 or pixels:N (baseline)")
     p.add_argument("--image-size", type=int, default=None, help="model input side (default 224)")
-    p.add_argument("--components", type=int, default=None,
-                   help=f"PCA components K (default: fewest reaching --variance, <= {MAX_COMPONENTS})")
-    p.add_argument("--variance", type=float, default=DEFAULT_VARIANCE,
-                   help="explained-variance target used when --components is not given")
-    p.add_argument("--master", default=None,
-                   help="Spark master (default: spark-submit's, else local[*])")
+    p.add_argument(
+        "--components",
+        type=int,
+        default=None,
+        help=f"PCA components K (default: fewest reaching --variance, <= {MAX_COMPONENTS})",
+    )
+    p.add_argument(
+        "--variance",
+        type=float,
+        default=DEFAULT_VARIANCE,
+        help="explained-variance target used when --components is not given",
+    )
+    p.add_argument("--master", default=None, help="Spark master (default: spark-submit's, else local[*])")
     p.add_argument("--catalog", default=None, help="JSON file overriding class information")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--images-per-partition", type=int, default=128)
-    p.add_argument("--tf-threads", type=int, default=None,
-                   help="TensorFlow threads per Python worker (default: cores per task)")
+    p.add_argument(
+        "--tf-threads",
+        type=int,
+        default=None,
+        help="TensorFlow threads per Python worker (default: cores per task)",
+    )
     p.add_argument("--keep-versions", type=int, default=5, help="old versions to keep")
-    p.add_argument("--incremental", action="store_true",
-                   help="refresh: reuse the current version's features of photos whose URI and "
-                   "ETag are unchanged; featurize only new or changed photos; refit scaler + PCA")
-    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra Spark setting (repeatable)")
+    p.add_argument(
+        "--incremental",
+        action="store_true",
+        help="refresh: reuse the current version's features of photos whose URI and "
+        "ETag are unchanged; featurize only new or changed photos; refit scaler + PCA",
+    )
+    p.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting (repeatable)"
+    )
     return p
 
 
@@ -69,16 +87,22 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
 def print_summary(result) -> None:
     m = result.manifest
     print(f"\nPublished bundle {result.version} -> {result.bundle_uri}")
-    print(f"  featurizer {m['featurizer']['kind']} at {m['image_size']}px, weights "
-          f"{m['weights']['spec']} (sha256 {m['weights']['sha256'][:12]})"
-          + ("  [RANDOM weights: demo/test only]" if m["weights"]["random"] else ""))
-    print(f"  {m['counts']['featurized']} photos, {m['counts']['classes']} classes; "
-          f"PCA K={m['pca']['k']} keeps {m['pca']['explained_variance_kept']:.1%} of variance "
-          f"({m['pca']['chosen_by']})")
+    print(
+        f"  featurizer {m['featurizer']['kind']} at {m['image_size']}px, weights "
+        f"{m['weights']['spec']} (sha256 {m['weights']['sha256'][:12]})"
+        + ("  [RANDOM weights: demo/test only]" if m["weights"]["random"] else "")
+    )
+    print(
+        f"  {m['counts']['featurized']} photos, {m['counts']['classes']} classes; "
+        f"PCA K={m['pca']['k']} keeps {m['pca']['explained_variance_kept']:.1%} of variance "
+        f"({m['pca']['chosen_by']})"
+    )
     if m.get("refresh", {}).get("incremental"):
         r = m["refresh"]
-        print(f"  refresh from {r['previous_version']}: reused {r['reused']}, featurized "
-              f"{r['featurized']}, dropped {r['dropped']} {r['note']}")
+        print(
+            f"  refresh from {r['previous_version']}: reused {r['reused']}, featurized "
+            f"{r['featurized']}, dropped {r['dropped']} {r['note']}"
+        )
     for name, row in m["stages"].items():
         rate = f"{row['images_per_s']:8.1f} img/s" if row.get("images_per_s") else ""
         print(f"  stage {name:<9} {row['seconds']:8.1f} s {rate}")

@@ -73,8 +73,9 @@ def load_classifier(bundle_uri: str, weights_file: str | None = None) -> Classif
     return Classifier(bundle, build_featurizer(spec))
 
 
-def predict(classifier: Classifier, photos: list[tuple[str, str]], top_k: int,
-            batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[list[Prediction], list[dict]]:
+def predict(
+    classifier: Classifier, photos: list[tuple[str, str]], top_k: int, batch_size: int = DEFAULT_BATCH_SIZE
+) -> tuple[list[Prediction], list[dict]]:
     """Classify every photo with Classifier.preprocess -> embed -> classify_embeddings."""
     predictions, skipped = [], []
     started, last_note = time.perf_counter(), time.perf_counter()
@@ -92,8 +93,9 @@ def predict(classifier: Classifier, photos: list[tuple[str, str]], top_k: int,
             continue
         results = classifier.classify_embeddings(classifier.embed(np.stack(inputs)), top_k)
         for (uri, label), result in zip(batch, results, strict=True):
-            predictions.append(Prediction(uri, label, result.label, result.known,
-                                          [m.label for m in result.top_k]))
+            predictions.append(
+                Prediction(uri, label, result.label, result.known, [m.label for m in result.top_k])
+            )
         if time.perf_counter() - last_note > 5:
             done = start + len(inputs)
             rate = done / (time.perf_counter() - started)
@@ -109,8 +111,9 @@ def score(predictions: list[Prediction], classes: list[str], top_k: int) -> dict
     row = {label: i for i, label in enumerate(true_labels)}
     col = {label: j for j, label in enumerate(classes)}
     matrix = np.zeros((len(true_labels), len(classes)), dtype=np.int64)
-    per_class = {label: {"photos": 0, "correct": 0, "top_k_correct": 0, "unknown": 0}
-                 for label in true_labels}
+    per_class = {
+        label: {"photos": 0, "correct": 0, "top_k_correct": 0, "unknown": 0} for label in true_labels
+    }
     for p in predictions:
         matrix[row[p.label], col[p.predicted]] += 1
         entry = per_class[p.label]
@@ -127,14 +130,18 @@ def score(predictions: list[Prediction], classes: list[str], top_k: int) -> dict
         "top_k_accuracy": sum(p.label in p.top_k[:top_k] for p in predictions) / n if n else 0.0,
         "unknown_rate": sum(not p.known for p in predictions) / n if n else 0.0,
         "per_class": per_class,
-        "confusion": {"true_labels": true_labels, "predicted_labels": list(classes),
-                      "matrix": matrix.tolist()},
+        "confusion": {
+            "true_labels": true_labels,
+            "predicted_labels": list(classes),
+            "matrix": matrix.tolist(),
+        },
         "labels_not_in_bundle": [label for label in true_labels if label not in col],
     }
 
 
-def evaluate(bundle_uri: str, data_uri: str, *, top_k: int = 5,
-             weights_file: str | None = None) -> Evaluation:
+def evaluate(
+    bundle_uri: str, data_uri: str, *, top_k: int = 5, weights_file: str | None = None
+) -> Evaluation:
     photos = list_labelled_photos(data_uri)  # first: a wrong path fails before the model builds
     if not photos:
         raise ValueError(f"no .jpg/.jpeg/.png photos under {data_uri}")
@@ -159,7 +166,8 @@ def format_table(ev: Evaluation, confusions: int = 10) -> str:
     """The console report: headline figures, per-class recall, the most frequent confusions."""
     lines = [
         f"bundle {ev.bundle_version} ({ev.featurizer}"
-        + (", RANDOM weights" if ev.random_weights else "") + f") on {ev.data_uri}",
+        + (", RANDOM weights" if ev.random_weights else "")
+        + f") on {ev.data_uri}",
         f"  photos {ev.photos}  skipped {len(ev.skipped)}  "
         f"top-1 {ev.top1_accuracy:.1%}  top-{ev.top_k} {ev.top_k_accuracy:.1%}  "
         f"unknown {ev.unknown_rate:.1%}  ({ev.seconds:.1f} s)",
@@ -167,8 +175,10 @@ def format_table(ev: Evaluation, confusions: int = 10) -> str:
         f"  {'class':<28} {'photos':>6} {'recall':>7} {f'top-{ev.top_k}':>7} {'unknown':>8}",
     ]
     for label, c in ev.per_class.items():
-        lines.append(f"  {label[:28]:<28} {c['photos']:>6} {c['recall']:>7.1%} "
-                     f"{c['top_k_recall']:>7.1%} {c['unknown'] / c['photos']:>8.1%}")
+        lines.append(
+            f"  {label[:28]:<28} {c['photos']:>6} {c['recall']:>7.1%} "
+            f"{c['top_k_recall']:>7.1%} {c['unknown'] / c['photos']:>8.1%}"
+        )
     m = np.array(ev.confusion["matrix"])
     pairs = [
         (int(m[i, j]), t, p)
@@ -189,19 +199,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m batch.evaluate",
         description="Evaluate a bundle on labelled photos (<data>/<class>/*.jpg) through the "
-        "service's classification path; prints a table and optionally writes JSON.")
+        "service's classification path; prints a table and optionally writes JSON.",
+    )
     parser.add_argument("--bundle", required=True, help="bundle root: folder or s3://bucket/prefix")
     parser.add_argument("--data", required=True, help="labelled photos: folder or s3:// prefix")
     parser.add_argument("--json", default=None, help="write the full evaluation here (path or s3://)")
     parser.add_argument("--top-k", type=int, default=5, help="k of the top-k accuracy")
-    parser.add_argument("--weights-file", default=None,
-                        help="Keras weights file for a bundle built with weights that cannot be "
-                        "downloaded here (as the service's WEIGHTS_FILE)")
+    parser.add_argument(
+        "--weights-file",
+        default=None,
+        help="Keras weights file for a bundle built with weights that cannot be "
+        "downloaded here (as the service's WEIGHTS_FILE)",
+    )
     args = parser.parse_args(argv)
     if args.top_k < 1:
         parser.error("--top-k must be >= 1")
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         ev = evaluate(args.bundle, args.data, top_k=args.top_k, weights_file=args.weights_file)
     except Exception as exc:

@@ -46,11 +46,9 @@ def _featurize_partition(
         out["sha256"] = [hashlib.sha256(p).hexdigest() for p in photos]
         out["features"] = [None if err else row for row, err in zip(features, errors, strict=True)]
         out["error_code"] = [
-            "unreadable" if i in read_errors else (err.code if err else None)
-            for i, err in enumerate(errors)
+            "unreadable" if i in read_errors else (err.code if err else None) for i, err in enumerate(errors)
         ]
-        out["error"] = [read_errors.get(i) or (err.message if err else None)
-                        for i, err in enumerate(errors)]
+        out["error"] = [read_errors.get(i) or (err.message if err else None) for i, err in enumerate(errors)]
         # Carried per row so the driver can prove every executor ran the same weights.
         out["weights_sha256"] = featurizer.weights_sha256
         yield out

@@ -28,8 +28,13 @@ def choose_k(ratios: np.ndarray, variance: float) -> int:
 
 
 def fit_projection(
-    features: DataFrame, *, n_rows: int, dim: int, components: int | None,
-    variance: float, max_components: int,
+    features: DataFrame,
+    *,
+    n_rows: int,
+    dim: int,
+    components: int | None,
+    variance: float,
+    max_components: int,
 ) -> Projection:
     """features: a DataFrame with an array<float> column `features` (no NULLs)."""
     vectors = features.select(array_to_vector("features").alias("features"))

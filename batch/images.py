@@ -32,6 +32,9 @@ def images_frame(spark: SparkSession, listing: pd.DataFrame, config: JobConfig) 
     """The listing as a DataFrame spread over enough partitions to keep every core busy."""
     parallelism = spark.sparkContext.defaultParallelism
     partitions = max(parallelism, math.ceil(len(listing) / config.images_per_partition), 1)
-    frame = spark.createDataFrame(listing, schema=LISTING_SCHEMA) if len(listing) else (
-        spark.createDataFrame([], schema=LISTING_SCHEMA))
+    frame = (
+        spark.createDataFrame(listing, schema=LISTING_SCHEMA)
+        if len(listing)
+        else (spark.createDataFrame([], schema=LISTING_SCHEMA))
+    )
     return frame.repartition(partitions)

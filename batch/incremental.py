@@ -43,27 +43,30 @@ class Refresh:
         return asdict(self)
 
 
-def _read_feature_files(batches: Iterator[pd.DataFrame], columns: list[str]
-                        ) -> Iterator[pd.DataFrame]:
+def _read_feature_files(batches: Iterator[pd.DataFrame], columns: list[str]) -> Iterator[pd.DataFrame]:
     for batch in batches:
         for uri in batch["file"]:
             table = pq.read_table(io.BytesIO(storage_for(uri).read_bytes(uri)), columns=columns)
             yield table.to_pandas()
 
 
-def read_previous_features(spark: SparkSession, root: str, version: str,
-                           columns: list[str] | None = None) -> DataFrame:
+def read_previous_features(
+    spark: SparkSession, root: str, version: str, columns: list[str] | None = None
+) -> DataFrame:
     """A version's features Parquet, read by the executors through the storage layer (no S3A)."""
     columns = columns or ["uri", "label", "etag", "sha256", "features"]
     schema = ", ".join(f for f in PREVIOUS_SCHEMA.split(", ") if f.split()[0] in columns)
-    files = [f.uri for f in storage_for(root).list_files(join(version_uri(root, version),
-                                                               FEATURES_DIR))
-             if f.uri.endswith(".parquet")]
+    files = [
+        f.uri
+        for f in storage_for(root).list_files(join(version_uri(root, version), FEATURES_DIR))
+        if f.uri.endswith(".parquet")
+    ]
     if not files:
         return spark.createDataFrame([], schema=schema)
     frame = spark.createDataFrame(pd.DataFrame({"file": files}), schema="file string")
     return frame.repartition(len(files)).mapInPandas(
-        partial(_read_feature_files, columns=columns), schema=schema)
+        partial(_read_feature_files, columns=columns), schema=schema
+    )
 
 
 def _previous_version(config: JobConfig) -> tuple[str | None, dict | None, str]:
@@ -73,8 +76,11 @@ def _previous_version(config: JobConfig) -> tuple[str | None, dict | None, str]:
         return None, None, "no previous version: full run"
     manifest = read_manifest(config.output_uri, version)
     if manifest.get("featurizer") != config.spec.to_dict():
-        return version, None, (f"previous version {version} used featurizer "
-                               f"{manifest.get('featurizer')}: full run")
+        return (
+            version,
+            None,
+            (f"previous version {version} used featurizer {manifest.get('featurizer')}: full run"),
+        )
     return version, manifest, ""
 
 
@@ -85,9 +91,11 @@ def refresh_features(
 
     Without --incremental, or with no compatible previous version, every photo is featurized.
     """
+
     def featurize(rows: pd.DataFrame) -> DataFrame:
-        return featurize_images(images_frame(spark, rows, config), config.spec,
-                                threads=threads, batch_size=config.batch_size)
+        return featurize_images(
+            images_frame(spark, rows, config), config.spec, threads=threads, batch_size=config.batch_size
+        )
 
     if not config.incremental:
         return featurize(listing), Refresh(False, None, 0, len(listing), 0)
@@ -97,22 +105,34 @@ def refresh_features(
         return featurize(listing), Refresh(True, previous, 0, len(listing), 0, note)
 
     # Keys first (a few bytes per photo, no feature vectors) to decide on the driver.
-    old_keys = (read_previous_features(spark, config.output_uri, previous, REUSE_KEY)
-                .toPandas().drop_duplicates())
+    old_keys = (
+        read_previous_features(spark, config.output_uri, previous, REUSE_KEY).toPandas().drop_duplicates()
+    )
     old = read_previous_features(spark, config.output_uri, previous)
     matched = listing.merge(old_keys, on=REUSE_KEY, how="left", indicator=True)
     unchanged = matched["_merge"] == "both"
     to_featurize = listing[~unchanged.to_numpy()]
-    keep = spark.createDataFrame(listing.loc[unchanged.to_numpy(), REUSE_KEY],
-                                 schema="uri string, etag string")
-    reused = (old.join(F.broadcast(keep), on=REUSE_KEY, how="inner")
-              .select("uri", "label", "etag", "sha256", "features",
-                      F.lit(None).cast("string").alias("error_code"),
-                      F.lit(None).cast("string").alias("error"),
-                      F.lit(manifest["weights"]["sha256"]).alias("weights_sha256")))
+    keep = spark.createDataFrame(
+        listing.loc[unchanged.to_numpy(), REUSE_KEY], schema="uri string, etag string"
+    )
+    reused = old.join(F.broadcast(keep), on=REUSE_KEY, how="inner").select(
+        "uri",
+        "label",
+        "etag",
+        "sha256",
+        "features",
+        F.lit(None).cast("string").alias("error_code"),
+        F.lit(None).cast("string").alias("error"),
+        F.lit(manifest["weights"]["sha256"]).alias("weights_sha256"),
+    )
     still_listed = set(listing["uri"])
     dropped = int((~old_keys["uri"].isin(still_listed)).sum())
     refresh = Refresh(True, previous, int(unchanged.sum()), len(to_featurize), dropped)
-    log.info("incremental refresh from %s: reusing %d, featurizing %d, dropping %d photos",
-             previous, refresh.reused, refresh.featurized, refresh.dropped)
+    log.info(
+        "incremental refresh from %s: reusing %d, featurizing %d, dropping %d photos",
+        previous,
+        refresh.reused,
+        refresh.featurized,
+        refresh.dropped,
+    )
     return reused.unionByName(featurize(to_featurize)), refresh

@@ -62,8 +62,11 @@ class _Stages:
         start = time.perf_counter()
         result = fn(*args, **kwargs)
         seconds = time.perf_counter() - start
-        self.rows[name] = {"seconds": round(seconds, 3), "images": images,
-                           "images_per_s": round(images / seconds, 2) if seconds > 0 else None}
+        self.rows[name] = {
+            "seconds": round(seconds, 3),
+            "images": images,
+            "images_per_s": round(images / seconds, 2) if seconds > 0 else None,
+        }
         log.info("stage %-9s %7.1f s  %6d images", name, seconds, images)
         return result
 
@@ -128,18 +131,23 @@ def _run(spark: SparkSession, config: JobConfig, version: str, stages: _Stages) 
     if listing.empty:
         raise JobError(f"no .jpg/.jpeg/.png photos found under {config.input_uri}")
     n = len(listing)
-    log.info("found %d photos in %d classes under %s", n, listing["label"].nunique(),
-             config.input_uri)
+    log.info("found %d photos in %d classes under %s", n, listing["label"].nunique(), config.input_uri)
 
     threads = _tf_threads(spark, config)
     featurized, refresh = refresh_features(spark, config, listing, threads)
     featurized = featurized.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         with StageProgress(spark.sparkContext, "featurize", n, config.progress_interval_s):
-            status = stages.run("featurize", n, lambda: featurized.select(
-                "uri", "label", "error_code", "error", "weights_sha256").toPandas())
-        skipped = (status[status["error_code"].notna()].sort_values("uri")
-                   [["uri", "error_code", "error"]].rename(columns={"error_code": "code"}))
+            status = stages.run(
+                "featurize",
+                n,
+                lambda: featurized.select("uri", "label", "error_code", "error", "weights_sha256").toPandas(),
+            )
+        skipped = (
+            status[status["error_code"].notna()]
+            .sort_values("uri")[["uri", "error_code", "error"]]
+            .rename(columns={"error_code": "code"})
+        )
         skipped_rows = skipped.to_dict("records")
         ok_status = status[status["error_code"].isna()]
         if ok_status.empty:
@@ -151,33 +159,64 @@ def _run(spark: SparkSession, config: JobConfig, version: str, stages: _Stages) 
         n_ok = len(ok_status)
         dim = spec.image_size**2 * 3 if spec.kind == "pixels" else 2048
         projection = stages.run(
-            "fit", n_ok, fit_projection, ok, n_rows=n_ok, dim=dim,
-            components=config.components, variance=config.variance,
+            "fit",
+            n_ok,
+            fit_projection,
+            ok,
+            n_rows=n_ok,
+            dim=dim,
+            components=config.components,
+            variance=config.variance,
             max_components=config.max_components,
         )
         # "write" = features Parquet + projection, one pass over the cached features.
-        embedded, written = stages.run("write", n_ok, project_and_write, ok, projection,
-                                       config.output_uri, version)
+        embedded, written = stages.run(
+            "write", n_ok, project_and_write, ok, projection, config.output_uri, version
+        )
     finally:
         featurized.unpersist()
 
-    bundle = _assemble(config, version, spec, weights[0], projection, embedded, skipped_rows,
-                       overrides, written, stages, spark)
+    bundle = _assemble(
+        config,
+        version,
+        spec,
+        weights[0],
+        projection,
+        embedded,
+        skipped_rows,
+        overrides,
+        written,
+        stages,
+        spark,
+    )
     # Before the manifest is written, so the manifest can point at it; removed with the version.
     bundle.manifest["report"] = run_report(config.output_uri, bundle)
     bundle.manifest["refresh"] = refresh.to_manifest()
     start = time.perf_counter()
     write_version(config.output_uri, bundle)
     publish(config.output_uri, version)  # the pointer moves last, after a full read-back check
-    stages.rows["publish"] = {"seconds": round(time.perf_counter() - start, 3), "images": n_ok,
-                              "images_per_s": None}
+    stages.rows["publish"] = {
+        "seconds": round(time.perf_counter() - start, 3),
+        "images": n_ok,
+        "images_per_s": None,
+    }
     _prune(config.output_uri, config.keep_versions, keep=version)
-    return JobResult(version, version_uri(config.output_uri, version), bundle.manifest,
-                     skipped_rows)
+    return JobResult(version, version_uri(config.output_uri, version), bundle.manifest, skipped_rows)
 
 
-def _assemble(config, version, spec, weights_sha256, projection, embedded: pd.DataFrame,
-              skipped, overrides, written, stages, spark) -> ArtifactBundle:
+def _assemble(
+    config,
+    version,
+    spec,
+    weights_sha256,
+    projection,
+    embedded: pd.DataFrame,
+    skipped,
+    overrides,
+    written,
+    stages,
+    spark,
+) -> ArtifactBundle:
     labels = embedded["label"].to_numpy().astype(str)
     sources = embedded["uri"].to_numpy().astype(str)
     embeddings = np.stack(embedded["embedding"].to_numpy()).astype(np.float32)
@@ -191,18 +230,27 @@ def _assemble(config, version, spec, weights_sha256, projection, embedded: pd.Da
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "input_uri": config.input_uri,
         "featurizer": spec.to_dict(),
-        "weights": {"spec": spec.weights, "sha256": weights_sha256,
-                    "random": spec.random_weights,
-                    "note": ("RANDOM weights: for offline demos and tests only"
-                             if spec.random_weights else "")},
+        "weights": {
+            "spec": spec.weights,
+            "sha256": weights_sha256,
+            "random": spec.random_weights,
+            "note": ("RANDOM weights: for offline demos and tests only" if spec.random_weights else ""),
+        },
         "image_size": spec.image_size,
         "preprocessing": {
             "function": "models.preprocess.preprocess_image",
-            "steps": ["decode (format from bytes)", "first frame", "EXIF orientation",
-                      "RGB; alpha composited on white", "pad to square on white",
-                      f"bilinear resize to {spec.image_size}x{spec.image_size}",
-                      "float32 [0,255]" + (", then ResNet50 caffe preprocess_input"
-                                           if spec.kind == "resnet50" else ", /255, flatten")],
+            "steps": [
+                "decode (format from bytes)",
+                "first frame",
+                "EXIF orientation",
+                "RGB; alpha composited on white",
+                "pad to square on white",
+                f"bilinear resize to {spec.image_size}x{spec.image_size}",
+                "float32 [0,255]"
+                + (
+                    ", then ResNet50 caffe preprocess_input" if spec.kind == "resnet50" else ", /255, flatten"
+                ),
+            ],
         },
         "feature_dim": int(projection.components.shape[1]),
         "scaler": {"with_mean": True, "with_std": True, "fitted_with": "pyspark.ml StandardScaler"},
@@ -216,21 +264,26 @@ def _assemble(config, version, spec, weights_sha256, projection, embedded: pd.Da
         },
         "calibration": {
             "rule": "known if distance to the class's nearest training photo <= threshold; "
-                    "threshold = margin x percentile of leave-one-out same-class NN distances",
+            "threshold = margin x percentile of leave-one-out same-class NN distances",
             "percentile": calibration.percentile,
             "margin": calibration.margin,
             "temperature": calibration.temperature,
         },
-        "counts": {"listed": len(embedded) + len(skipped), "featurized": len(embedded),
-                   "skipped": len(skipped), "classes": len(classes)},
+        "counts": {
+            "listed": len(embedded) + len(skipped),
+            "featurized": len(embedded),
+            "skipped": len(skipped),
+            "classes": len(classes),
+        },
         "class_counts": {k: int(v) for k, v in counts.items()},
         "skipped": skipped,
-        "features": {"uri": "features/", "files": written, "rows": len(embedded),
-                     "format": "parquet"},
+        "features": {"uri": "features/", "files": written, "rows": len(embedded), "format": "parquet"},
         "stages": stages.rows,
-        "spark": {"master": spark.sparkContext.master,
-                  "parallelism": spark.sparkContext.defaultParallelism,
-                  "version": spark.version},
+        "spark": {
+            "master": spark.sparkContext.master,
+            "parallelism": spark.sparkContext.defaultParallelism,
+            "version": spark.version,
+        },
         "libraries": _versions_info(),
     }
     catalog = build_catalog(classes.tolist(), overrides)

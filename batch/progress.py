@@ -25,8 +25,10 @@ def format_progress(stage: str, done: int, total: int, elapsed_s: float) -> str:
     else:
         eta = "ETA ?"
     rate_text = f"{rate:.1f} img/s" if rate else "- img/s"
-    return (f"{stage:<9} {done:>{len(str(total))}}/{total} images  {share:6.1%}  "
-            f"{rate_text}  {eta}  (elapsed {_duration(elapsed_s)})")
+    return (
+        f"{stage:<9} {done:>{len(str(total))}}/{total} images  {share:6.1%}  "
+        f"{rate_text}  {eta}  (elapsed {_duration(elapsed_s)})"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -48,8 +50,9 @@ class StageProgress:
     task being one partition of about total / tasks photos.
     """
 
-    def __init__(self, sc: SparkContext, stage: str, total_images: int,
-                 interval_s: float = DEFAULT_INTERVAL_S):
+    def __init__(
+        self, sc: SparkContext, stage: str, total_images: int, interval_s: float = DEFAULT_INTERVAL_S
+    ):
         self.sc = sc
         self.stage = stage
         self.total = total_images
@@ -88,8 +91,7 @@ class StageProgress:
                 continue
             if done >= self.total:
                 continue  # the closing line, with the stage's full time, comes from __exit__
-            log.info("%s", format_progress(self.stage, done, self.total,
-                                           time.perf_counter() - self._start))
+            log.info("%s", format_progress(self.stage, done, self.total, time.perf_counter() - self._start))
 
     def __enter__(self) -> StageProgress:
         self.sc.setJobGroup(self.group, f"{self.stage}: {self.total} images")
@@ -105,5 +107,6 @@ class StageProgress:
         self.sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
         self.sc.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
         if exc_type is None:
-            log.info("%s", format_progress(self.stage, self.total, self.total,
-                                           time.perf_counter() - self._start))
+            log.info(
+                "%s", format_progress(self.stage, self.total, self.total, time.perf_counter() - self._start)
+            )

@@ -26,8 +26,7 @@ def leave_one_out_accuracy(bundle: ArtifactBundle) -> tuple[float, np.ndarray]:
     own; and the per-class share. A class with one photo can never be right."""
     n_classes = len(bundle.classes)
     label_idx = bundle.label_idx
-    dist, _ = class_distances(bundle.embeddings, bundle.embeddings, label_idx, n_classes,
-                              exclude_self=True)
+    dist, _ = class_distances(bundle.embeddings, bundle.embeddings, label_idx, n_classes, exclude_self=True)
     correct = dist.argmin(1) == label_idx
     per_class = np.array([correct[label_idx == c].mean() for c in range(n_classes)])
     return float(correct.mean()), per_class
@@ -71,10 +70,14 @@ def class_counts_plot(counts: dict[str, int]) -> bytes:
 
 
 def projection_plot(embeddings: np.ndarray, label_idx: np.ndarray, classes: list[str]) -> bytes:
-    xy = embeddings[:, :2] if embeddings.shape[1] >= 2 else np.column_stack(
-        [embeddings[:, 0], np.zeros(len(embeddings))])
+    xy = (
+        embeddings[:, :2]
+        if embeddings.shape[1] >= 2
+        else np.column_stack([embeddings[:, 0], np.zeros(len(embeddings))])
+    )
     fig = Figure(figsize=(7, 6))
     ax = fig.add_subplot()
+
     # tab20 keeps few classes apart; beyond 20 a continuous map at least gives neighbours
     # in the sorted class list (often varieties of one fruit) neighbouring hues.
     def colour(c: int):
@@ -102,8 +105,13 @@ def stages_plot(stages: dict[str, dict]) -> bytes:
     for bar, name in zip(bars, names, strict=True):
         rate = stages[name].get("images_per_s")
         if rate:
-            ax.annotate(f"{rate:.0f} img/s", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=8)
+            ax.annotate(
+                f"{rate:.0f} img/s",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
     ax.set_ylabel("seconds")
     ax.set_title("Time per stage")
     return _png(fig)
@@ -115,36 +123,59 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_html(bundle: ArtifactBundle, loo: float, loo_per_class: np.ndarray,
-                images: dict[str, str]) -> str:
+def render_html(bundle: ArtifactBundle, loo: float, loo_per_class: np.ndarray, images: dict[str, str]) -> str:
     m = bundle.manifest
     e = html.escape
     weights = m["weights"]
-    banner = (f'<p class="warn">{e(weights["note"])}</p>' if weights.get("random") else "")
+    banner = f'<p class="warn">{e(weights["note"])}</p>' if weights.get("random") else ""
     stage_rows = [
-        [e(name), f"{row['seconds']:.1f}", str(row.get("images", "")),
-         f"{row['images_per_s']:.1f}" if row.get("images_per_s") else ""]
+        [
+            e(name),
+            f"{row['seconds']:.1f}",
+            str(row.get("images", "")),
+            f"{row['images_per_s']:.1f}" if row.get("images_per_s") else "",
+        ]
         for name, row in m["stages"].items()
     ]
     skipped = m.get("skipped", [])
-    skipped_html = (_table(["file", "code", "reason"],
-                           [[e(s["uri"]), e(str(s["code"])), e(str(s["error"]))] for s in skipped])
-                    if skipped else "<p>None: every listed photo was featurized.</p>")
-    loo_rows = [[e(label), str(m["class_counts"].get(label, 0)), f"{acc:.1%}"]
-                for label, acc in zip(bundle.classes.tolist(), loo_per_class, strict=True)]
+    skipped_html = (
+        _table(
+            ["file", "code", "reason"],
+            [[e(s["uri"]), e(str(s["code"])), e(str(s["error"]))] for s in skipped],
+        )
+        if skipped
+        else "<p>None: every listed photo was featurized.</p>"
+    )
+    loo_rows = [
+        [e(label), str(m["class_counts"].get(label, 0)), f"{acc:.1%}"]
+        for label, acc in zip(bundle.classes.tolist(), loo_per_class, strict=True)
+    ]
     pca = m["pca"]
-    summary = _table(["item", "value"], [
-        ["created", e(m["created_at"])],
-        ["input", e(m["input_uri"])],
-        ["featurizer", e(f'{m["featurizer"]["kind"]} at {m["image_size"]} px, '
-                         f'weights {weights["spec"]}')],
-        ["photos", f'{m["counts"]["featurized"]} featurized, {m["counts"]["skipped"]} skipped, '
-                   f'{m["counts"]["classes"]} classes'],
-        ["PCA", f'K = {pca["k"]} of {m["feature_dim"]} features, keeps '
-                f'{pca["explained_variance_kept"]:.1%} of the variance ({e(pca["chosen_by"])})'],
-        ["leave-one-out nearest-class accuracy",
-         f'<span id="loo-accuracy" data-value="{loo:.6f}">{loo:.1%}</span>'],
-    ])
+    summary = _table(
+        ["item", "value"],
+        [
+            ["created", e(m["created_at"])],
+            ["input", e(m["input_uri"])],
+            [
+                "featurizer",
+                e(f"{m['featurizer']['kind']} at {m['image_size']} px, weights {weights['spec']}"),
+            ],
+            [
+                "photos",
+                f"{m['counts']['featurized']} featurized, {m['counts']['skipped']} skipped, "
+                f"{m['counts']['classes']} classes",
+            ],
+            [
+                "PCA",
+                f"K = {pca['k']} of {m['feature_dim']} features, keeps "
+                f"{pca['explained_variance_kept']:.1%} of the variance ({e(pca['chosen_by'])})",
+            ],
+            [
+                "leave-one-out nearest-class accuracy",
+                f'<span id="loo-accuracy" data-value="{loo:.6f}">{loo:.1%}</span>',
+            ],
+        ],
+    )
     figures = "".join(
         f'<figure><img src="{e(src)}" alt="{e(alt)}"><figcaption>{e(alt)}</figcaption></figure>'
         for src, alt in images.items()
@@ -184,15 +215,17 @@ def write_report(root: str, bundle: ArtifactBundle, storage: Storage | None = No
     target = join(version_uri(root, bundle.version), REPORT_DIR)
     loo, loo_per_class = leave_one_out_accuracy(bundle)
     pngs = {
-        "explained_variance.png": ("Explained variance by number of components, chosen K marked",
-                                   explained_variance_plot(m["pca"]["explained_variance_ratio"],
-                                                           m["pca"]["k"],
-                                                           m["pca"].get("variance_target"))),
-        "images_per_class.png": ("Training images per class",
-                                 class_counts_plot(m["class_counts"])),
-        "projection_2d.png": ("Embeddings on the first two PCA components, coloured by class",
-                              projection_plot(bundle.embeddings, bundle.label_idx,
-                                              bundle.classes.tolist())),
+        "explained_variance.png": (
+            "Explained variance by number of components, chosen K marked",
+            explained_variance_plot(
+                m["pca"]["explained_variance_ratio"], m["pca"]["k"], m["pca"].get("variance_target")
+            ),
+        ),
+        "images_per_class.png": ("Training images per class", class_counts_plot(m["class_counts"])),
+        "projection_2d.png": (
+            "Embeddings on the first two PCA components, coloured by class",
+            projection_plot(bundle.embeddings, bundle.label_idx, bundle.classes.tolist()),
+        ),
         "stages.png": ("Time and images/s per stage", stages_plot(m["stages"])),
     }
     for name, (_, data) in pngs.items():

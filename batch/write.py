@@ -19,10 +19,15 @@ from models.scoring import project
 from models.storage import join, storage_for
 
 OUTPUT_SCHEMA = "uri string, label string, embedding array<float>, file string"
-_FEATURES_ARROW = pa.schema([
-    ("uri", pa.string()), ("label", pa.string()), ("etag", pa.string()), ("sha256", pa.string()),
-    ("features", pa.list_(pa.float32())),
-])
+_FEATURES_ARROW = pa.schema(
+    [
+        ("uri", pa.string()),
+        ("label", pa.string()),
+        ("etag", pa.string()),
+        ("sha256", pa.string()),
+        ("features", pa.list_(pa.float32())),
+    ]
+)
 
 
 def _project_and_write_partition(
@@ -33,19 +38,18 @@ def _project_and_write_partition(
         return
     batch = pd.concat(frames, ignore_index=True)
     buf = io.BytesIO()
-    table = pa.Table.from_pandas(batch[_FEATURES_ARROW.names], schema=_FEATURES_ARROW,
-                                 preserve_index=False)
+    table = pa.Table.from_pandas(batch[_FEATURES_ARROW.names], schema=_FEATURES_ARROW, preserve_index=False)
     pq.write_table(table, buf, compression="zstd")
     ctx = TaskContext.get()
     uri = join(target, f"part-{ctx.partitionId() if ctx else 0:05d}.parquet")
     storage_for(uri).write_bytes(uri, buf.getvalue())
     z = project(np.stack(batch["features"].to_numpy()), p.mean, p.scale, p.components)
-    yield pd.DataFrame({"uri": batch["uri"], "label": batch["label"], "embedding": list(z),
-                        "file": uri})
+    yield pd.DataFrame({"uri": batch["uri"], "label": batch["label"], "embedding": list(z), "file": uri})
 
 
-def project_and_write(features: DataFrame, projection: Projection, root: str, version: str
-                      ) -> tuple[pd.DataFrame, list[str]]:
+def project_and_write(
+    features: DataFrame, projection: Projection, root: str, version: str
+) -> tuple[pd.DataFrame, list[str]]:
     """One pass on the executors: each partition writes its features as Parquet through the
     storage layer (local or S3, no S3A) and projects them with models.scoring.project, the
     service's own function. Only N x K floats reach the driver, sorted by URI for a

@@ -29,7 +29,7 @@ def bundle_sizes(root: str, version: str) -> tuple[int, int]:
     vdir = version_uri(root, version)
     served = features = 0
     for f in storage_for(vdir).list_files(vdir):
-        rel = f.uri[len(vdir):].lstrip("/")
+        rel = f.uri[len(vdir) :].lstrip("/")
         if rel.startswith(FEATURES_DIR + "/"):
             features += f.size
         elif "/" not in rel:
@@ -102,8 +102,13 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "features (full feature vectors, for re-fitting) sit next to them.",
     ]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"# Pixel baseline vs ResNet50 (`make compare`, {stamp})\n\n" + head + body + "\n"
-            + "".join(f"- {n}\n" for n in notes if n))
+    return (
+        f"# Pixel baseline vs ResNet50 (`make compare`, {stamp})\n\n"
+        + head
+        + body
+        + "\n"
+        + "".join(f"- {n}\n" for n in notes if n)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="Fruits-360 root holding Training/ and Test/")
     p.add_argument("--out", default="build/compare", help="where the bundles are written")
     p.add_argument("--featurizers", default="pixels:20,resnet50")
-    p.add_argument("--weights", default="random:0",
-                   help="ResNet50 weights (imagenet needs a download)")
+    p.add_argument("--weights", default="random:0", help="ResNet50 weights (imagenet needs a download)")
     p.add_argument("--image-size", type=int, default=100, help="ResNet50 input side")
     p.add_argument("--master", default="local[2]")
     p.add_argument("--markdown", default=None, help="also write the table to this file")

@@ -34,8 +34,9 @@ def bare_throughput(photos: list[Path], spec, batch_size: int) -> tuple[float, f
     return len(data) / (time.perf_counter() - start), build
 
 
-def spark_throughput(photos: list[Path], spec, master: str, threads: int | None,
-                     batch_size: int, per_partition: int) -> tuple[float, float]:
+def spark_throughput(
+    photos: list[Path], spec, master: str, threads: int | None, batch_size: int, per_partition: int
+) -> tuple[float, float]:
     """The job's own featurize stage (list -> executors read + featurize): (warm img/s, cold s)."""
     import pandas as pd
 
@@ -45,14 +46,22 @@ def spark_throughput(photos: list[Path], spec, master: str, threads: int | None,
     from batch.session import spark_session
 
     spark = spark_session(master)
-    config = JobConfig("bench", "bench", spec, batch_size=batch_size,
-                       images_per_partition=per_partition, tf_threads=threads)
-    listing = pd.DataFrame({"uri": [str(p) for p in photos], "label": [p.parent.name for p in photos],
-                            "size": [p.stat().st_size for p in photos], "etag": "x"})
+    config = JobConfig(
+        "bench", "bench", spec, batch_size=batch_size, images_per_partition=per_partition, tf_threads=threads
+    )
+    listing = pd.DataFrame(
+        {
+            "uri": [str(p) for p in photos],
+            "label": [p.parent.name for p in photos],
+            "size": [p.stat().st_size for p in photos],
+            "etag": "x",
+        }
+    )
 
     def stage(rows: pd.DataFrame) -> float:
-        frame = featurize_images(images_frame(spark, rows, config), spec, threads=threads or 1,
-                                 batch_size=batch_size)
+        frame = featurize_images(
+            images_frame(spark, rows, config), spec, threads=threads or 1, batch_size=batch_size
+        )
         start = time.perf_counter()
         out = frame.select("uri", "error_code").toPandas()
         assert out["error_code"].isna().all() and len(out) == len(rows)
@@ -75,8 +84,12 @@ def main() -> None:
     p.add_argument("--weights", default="random:0")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--master", default="local[2]")
-    p.add_argument("--tf-threads", type=int, default=None,
-                   help="TF threads per Spark Python worker (default: cores / task slots)")
+    p.add_argument(
+        "--tf-threads",
+        type=int,
+        default=None,
+        help="TF threads per Spark Python worker (default: cores / task slots)",
+    )
     p.add_argument("--images-per-partition", type=int, default=128)
     args = p.parse_args()
 
@@ -85,15 +98,22 @@ def main() -> None:
     cores = os.cpu_count() or 1
     slots = int(args.master[6:-1]) if args.master[6:-1].isdigit() else cores
     threads = args.tf_threads or max(1, cores // slots)
-    print(f"{len(photos)} photos from {args.data}, ResNet50 {args.image_size}px "
-          f"(weights {args.weights}), batch {args.batch_size}, {cores} cores")
+    print(
+        f"{len(photos)} photos from {args.data}, ResNet50 {args.image_size}px "
+        f"(weights {args.weights}), batch {args.batch_size}, {cores} cores"
+    )
     bare, build = bare_throughput(photos, spec, args.batch_size)
-    print(f"bare featurizer (in-process, batch {args.batch_size}): {bare:7.1f} img/s  "
-          f"(model build {build:.1f} s)")
-    rate, cold = spark_throughput(photos, spec, args.master, threads, args.batch_size,
-                                  args.images_per_partition)
-    print(f"Spark featurize stage ({args.master}, {threads} TF thread(s)/worker): "
-          f"{rate:7.1f} img/s  (cold first stage incl. worker model builds: {cold:.1f} s)")
+    print(
+        f"bare featurizer (in-process, batch {args.batch_size}): {bare:7.1f} img/s  "
+        f"(model build {build:.1f} s)"
+    )
+    rate, cold = spark_throughput(
+        photos, spec, args.master, threads, args.batch_size, args.images_per_partition
+    )
+    print(
+        f"Spark featurize stage ({args.master}, {threads} TF thread(s)/worker): "
+        f"{rate:7.1f} img/s  (cold first stage incl. worker model builds: {cold:.1f} s)"
+    )
     print(f"ratio Spark / bare = {rate / bare:.2f}  (target >= 0.80)")
 
 

@@ -164,9 +164,7 @@ def read_manifest(root: str, version: str, storage: Storage | None = None) -> di
         raise BundleError(f"version {version}: unreadable manifest ({exc})") from None
 
 
-def read_bundle(
-    root: str, version: str | None = None, *, storage: Storage | None = None
-) -> ArtifactBundle:
+def read_bundle(root: str, version: str | None = None, *, storage: Storage | None = None) -> ArtifactBundle:
     """Load and fully validate a version (default: CURRENT); raises BundleError."""
     storage = storage or storage_for(root)
     try:

@@ -19,8 +19,7 @@ def default_catalog() -> dict[str, dict]:
 def fallback_info(label: str) -> dict:
     """Information for a label the catalog lacks: a readable name, nothing invented."""
     name = re.sub(r"\s+\d+$", "", label).strip() or label
-    return {"display_name": name, "names": {"en": name}, "kind": "unknown",
-            "scientific_name": "", "fact": ""}
+    return {"display_name": name, "names": {"en": name}, "kind": "unknown", "scientific_name": "", "fact": ""}
 
 
 def validate_entries(catalog: dict) -> None:

@@ -72,8 +72,14 @@ def check_compatible(bundle: ArtifactBundle, featurizer: Featurizer) -> None:
 class Classifier:
     """A bundle and the model that matches it; built once, then shared by all requests."""
 
-    def __init__(self, bundle: ArtifactBundle, featurizer: Featurizer, *,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, n_examples: int = 3):
+    def __init__(
+        self,
+        bundle: ArtifactBundle,
+        featurizer: Featurizer,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        n_examples: int = 3,
+    ):
         check_compatible(bundle, featurizer)
         self.bundle = bundle
         self.featurizer = featurizer
@@ -114,29 +120,30 @@ class Classifier:
         scores = scores_from_distances(dist, self._temperature)
         top_k = min(top_k, len(self._classes))
         to_empty = pairwise_distances(z, self.empty_scenes).min(1)
-        return [self._answer(d[i], dist[i], scores[i], top_k, float(to_empty[i]))
-                for i in range(len(z))]
+        return [self._answer(d[i], dist[i], scores[i], top_k, float(to_empty[i])) for i in range(len(z))]
 
     def classify_inputs(self, inputs: np.ndarray, top_k: int) -> list[Classification]:
         return self.classify_embeddings(self.embed(inputs), top_k)
 
-    def _answer(self, drow: np.ndarray, dist: np.ndarray, scores: np.ndarray, top_k: int,
-                to_empty: float = np.inf) -> Classification:
+    def _answer(
+        self, drow: np.ndarray, dist: np.ndarray, scores: np.ndarray, top_k: int, to_empty: float = np.inf
+    ) -> Classification:
         order = np.argsort(dist, kind="stable")[:top_k]
         matches = []
         for c in order:
             members = self._members[c]
             near = members[np.argsort(drow[members], kind="stable")[: self.n_examples]]
             label = self._classes[c]
-            matches.append(ClassMatch(
-                label=label,
-                score=float(scores[c]),
-                distance=float(dist[c]),
-                threshold=float(self.bundle.thresholds[c]),
-                info=self.bundle.catalog.get(label) or fallback_info(label),
-                examples=[Example(str(self.bundle.sources[j]), float(drow[j])) for j in near],
-            ))
+            matches.append(
+                ClassMatch(
+                    label=label,
+                    score=float(scores[c]),
+                    distance=float(dist[c]),
+                    threshold=float(self.bundle.thresholds[c]),
+                    info=self.bundle.catalog.get(label) or fallback_info(label),
+                    examples=[Example(str(self.bundle.sources[j]), float(drow[j])) for j in near],
+                )
+            )
         best = matches[0]
         known = best.distance <= best.threshold and best.distance < to_empty
-        return Classification(label=best.label, known=known,
-                              top_k=matches)
+        return Classification(label=best.label, known=known, top_k=matches)

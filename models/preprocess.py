@@ -73,8 +73,7 @@ def open_image(
     try:
         return _to_rgb(img)
     except Exception as exc:  # a mode Pillow cannot convert (e.g. a LAB TIFF) is not a 500
-        raise ImageError("unsupported_format", f"Image mode {img.mode} cannot be read: {exc}"
-                         ) from None
+        raise ImageError("unsupported_format", f"Image mode {img.mode} cannot be read: {exc}") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -114,18 +113,14 @@ def to_model_input(img: Image.Image, size: int) -> np.ndarray:
 
 # Backdrops a photo of nothing shows: white paper (the Fruits-360 backdrop), a covered lens,
 # a wall... every flat colour of a 3-level RGB grid.
-EMPTY_SCENE_COLOURS = tuple((r, g, b) for r in (0, 128, 255) for g in (0, 128, 255)
-                            for b in (0, 128, 255))
+EMPTY_SCENE_COLOURS = tuple((r, g, b) for r in (0, 128, 255) for g in (0, 128, 255) for b in (0, 128, 255))
 
 
 def empty_scene_inputs(size: int) -> np.ndarray:
     """Model inputs of photos that show only a flat backdrop: the references for "no fruit"."""
-    return np.stack([to_model_input(Image.new("RGB", (size, size), c), size)
-                     for c in EMPTY_SCENE_COLOURS])
+    return np.stack([to_model_input(Image.new("RGB", (size, size), c), size) for c in EMPTY_SCENE_COLOURS])
 
 
-def preprocess_image(
-    data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> np.ndarray:
+def preprocess_image(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """THE preprocessing function: bytes -> (size, size, 3) float32 RGB in [0, 255]."""
     return to_model_input(open_image(data, max_pixels=max_pixels, min_side=size), size)

@@ -10,9 +10,7 @@ import numpy as np
 _CHUNK = 1024
 
 
-def project(
-    features: np.ndarray, mean: np.ndarray, scale: np.ndarray, components: np.ndarray
-) -> np.ndarray:
+def project(features: np.ndarray, mean: np.ndarray, scale: np.ndarray, components: np.ndarray) -> np.ndarray:
     """Standardise like Spark's StandardScaler (zero-variance columns -> 0), then apply the PCA.
 
     features (n, D); mean, scale (D,); components (K, D) -> (n, K) float32.
@@ -50,8 +48,12 @@ def min_per_class(d: np.ndarray, members: list[np.ndarray]) -> tuple[np.ndarray,
 
 
 def class_distances(
-    queries: np.ndarray, embeddings: np.ndarray, label_idx: np.ndarray, n_classes: int,
-    *, exclude_self: bool = False,
+    queries: np.ndarray,
+    embeddings: np.ndarray,
+    label_idx: np.ndarray,
+    n_classes: int,
+    *,
+    exclude_self: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per query and class: distance to the class's nearest training photo, and that photo's row.
 
@@ -104,8 +106,12 @@ class Calibration:
 
 
 def calibrate(
-    embeddings: np.ndarray, label_idx: np.ndarray, n_classes: int,
-    *, percentile: float = 99.0, margin: float = 1.5,
+    embeddings: np.ndarray,
+    label_idx: np.ndarray,
+    n_classes: int,
+    *,
+    percentile: float = 99.0,
+    margin: float = 1.5,
 ) -> Calibration:
     """Per-class "unknown" thresholds from leave-one-out nearest-neighbour distances.
 

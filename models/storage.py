@@ -137,14 +137,12 @@ class S3Storage:
             raise error(f"S3 {what} failed for {uri}: {code}") from None
         except BotoCoreError as exc:
             # The botocore message names the endpoint, never the credentials.
-            raise StorageUnavailable(
-                f"S3 {what} failed for {uri}: {type(exc).__name__}: {exc}") from None
+            raise StorageUnavailable(f"S3 {what} failed for {uri}: {type(exc).__name__}: {exc}") from None
 
     def read_bytes(self, uri: str) -> bytes:
         bucket, key = self._split(uri)
         # The body streams after the response headers: read it inside the same error mapping.
-        return self._call("read", uri, lambda: self._client.get_object(
-            Bucket=bucket, Key=key)["Body"].read())
+        return self._call("read", uri, lambda: self._client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = self._split(uri)
@@ -175,9 +173,7 @@ class S3Storage:
         pages = self._call("list", uri, lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix)))
         for page in pages:
             for obj in page.get("Contents", []):
-                out.append(
-                    FileInfo(f"s3://{bucket}/{obj['Key']}", obj["Size"], obj["ETag"].strip('"'))
-                )
+                out.append(FileInfo(f"s3://{bucket}/{obj['Key']}", obj["Size"], obj["ETag"].strip('"')))
         return sorted(out, key=lambda f: f.uri)
 
     def delete_prefix(self, uri: str) -> None:
@@ -185,9 +181,7 @@ class S3Storage:
         keys = [self._split(f.uri)[1] for f in self.list_files(uri)]
         for start in range(0, len(keys), 1000):
             chunk = [{"Key": k} for k in keys[start : start + 1000]]
-            self._call(
-                "delete", uri, self._client.delete_objects, Bucket=bucket, Delete={"Objects": chunk}
-            )
+            self._call("delete", uri, self._client.delete_objects, Bucket=bucket, Delete={"Objects": chunk})
 
 
 @cache

@@ -17,9 +17,21 @@ SAMPLE = REPO / "examples" / "sample"
 
 
 def run_job(output: Path, image_size: int) -> None:
-    cmd = [sys.executable, "-m", "batch", "--input", str(SAMPLE / "Training"),
-           "--output", str(output), "--weights", "random:0", "--image-size", str(image_size),
-           "--master", "local[2]"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "batch",
+        "--input",
+        str(SAMPLE / "Training"),
+        "--output",
+        str(output),
+        "--weights",
+        "random:0",
+        "--image-size",
+        str(image_size),
+        "--master",
+        "local[2]",
+    ]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=REPO, check=True)
 
@@ -44,8 +56,12 @@ def main() -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--photo", type=Path, default=sorted((SAMPLE / "Test" / "Kiwi").glob("*.jpg"))[0])
-    p.add_argument("--serve", choices=["auto", "yes", "no"], default="auto",
-                   help="keep serving after the demo (auto: when run from a terminal)")
+    p.add_argument(
+        "--serve",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="keep serving after the demo (auto: when run from a terminal)",
+    )
     args = p.parse_args()
 
     print("== 1/3  Spark job on the bundled sample (local Spark, RANDOM weights: no internet)")
@@ -54,14 +70,17 @@ def main() -> None:
     print("\n== 2/3  Service")
     url = f"http://127.0.0.1:{args.port}"
     env = {**os.environ, "ARTIFACTS_URI": str(args.output)}
-    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(args.port)],
-                            cwd=REPO, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(args.port)], cwd=REPO, env=env)
     try:
         wait_ready(url, proc)
         print(f"\n== 3/3  POST {url}/v1/classify  file={args.photo.relative_to(REPO)}")
         with args.photo.open("rb") as fh:
-            resp = httpx.post(f"{url}/v1/classify", params={"top_k": 3},
-                              files={"file": (args.photo.name, fh, "image/jpeg")}, timeout=60)
+            resp = httpx.post(
+                f"{url}/v1/classify",
+                params={"top_k": 3},
+                files={"file": (args.photo.name, fh, "image/jpeg")},
+                timeout=60,
+            )
         print(json.dumps(resp.json(), indent=2, ensure_ascii=False))
         resp.raise_for_status()
         print(f"\nBest class: {resp.json()['label']} (true class: {args.photo.parent.name}).")

@@ -17,8 +17,14 @@ def main() -> None:
     settings = Settings()
     setup_logging(settings.log_level)
     # log_config=None keeps our JSON handler; RequestIdMiddleware writes the access lines.
-    uvicorn.run(create_app(settings), host=args.host, port=args.port,
-                log_level=settings.log_level.lower(), log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -30,20 +30,26 @@ def require_admin(
     if token is None:  # no token configured: the admin surface does not exist
         raise ApiError(404, "not_found", "Not Found")
     if credentials is None:
-        raise ApiError(401, "unauthorized", "An admin bearer token is required.",
-                       {"WWW-Authenticate": "Bearer"})
-    if not secrets.compare_digest(credentials.credentials.encode(),
-                                  token.get_secret_value().encode()):
+        raise ApiError(
+            401, "unauthorized", "An admin bearer token is required.", {"WWW-Authenticate": "Bearer"}
+        )
+    if not secrets.compare_digest(credentials.credentials.encode(), token.get_secret_value().encode()):
         raise ApiError(403, "forbidden", "The bearer token is not the admin token.")
 
 
-@router.post("/v1/admin/reload", response_model=ReloadResponse, include_in_schema=True,
-             summary="Load the version CURRENT names now (also retries a refused one)",
-             responses={401: {}, 403: {}, 404: {}, 409: {"description": "the bundle was refused"}})
+@router.post(
+    "/v1/admin/reload",
+    response_model=ReloadResponse,
+    include_in_schema=True,
+    summary="Load the version CURRENT names now (also retries a refused one)",
+    responses={401: {}, 403: {}, 404: {}, 409: {"description": "the bundle was refused"}},
+)
 async def reload(request: Request, _: Annotated[None, Depends(require_admin)]) -> ReloadResponse:
     outcome = await asyncio.to_thread(request.app.state.reloader.reload, retry_refused=True)
     if outcome.status == "refused":
-        raise ApiError(409, "bundle_refused",
-                       f"version {outcome.current} refused: {outcome.error}; "
-                       f"still serving {outcome.serving}")
+        raise ApiError(
+            409,
+            "bundle_refused",
+            f"version {outcome.current} refused: {outcome.error}; still serving {outcome.serving}",
+        )
     return ReloadResponse(status=outcome.status, serving=outcome.serving, current=outcome.current)

@@ -37,9 +37,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.holder.current = classifier
         app.state.metrics.model_in_service(classifier)
         batcher = MicroBatcher(
-            app.state.holder.batch_features, max_batch=settings.max_batch_size,
-            max_wait_s=settings.max_batch_wait_ms / 1000, max_queue=settings.max_queue_depth,
-            on_batch=app.state.metrics.observe_batch)
+            app.state.holder.batch_features,
+            max_batch=settings.max_batch_size,
+            max_wait_s=settings.max_batch_wait_ms / 1000,
+            max_queue=settings.max_queue_depth,
+            on_batch=app.state.metrics.observe_batch,
+        )
         await batcher.start()
         app.state.holder.batcher = batcher
         app.state.metrics.track_queue(lambda: batcher.depth)
@@ -50,21 +53,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await batcher.stop()
 
-    app = FastAPI(title="Fruit classifier", version="1.0.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FastAPI(title="Fruit classifier", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.holder = ModelHolder()
     app.state.metrics = ServiceMetrics()
-    app.state.reloader = Reloader(app.state.holder, settings,
-                                  on_swap=app.state.metrics.model_in_service)
+    app.state.reloader = Reloader(app.state.holder, settings, on_swap=app.state.metrics.model_in_service)
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(admin_router)
     app.include_router(page_router)
     app.add_route("/metrics", app.state.metrics.response, include_in_schema=False)
     # Last added runs first: request id, then metrics, then the upload limit, then the app.
-    app.add_middleware(UploadLimitMiddleware,
-                       max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(UploadLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(ModelVersionHeader)

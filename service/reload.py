@@ -30,8 +30,9 @@ class Reloader:
     every check; a request keeps the classifier it started with, so in-flight requests finish
     on the old version."""
 
-    def __init__(self, holder: ModelHolder, settings: Settings,
-                 on_swap: Callable[[Classifier], None] | None = None):
+    def __init__(
+        self, holder: ModelHolder, settings: Settings, on_swap: Callable[[Classifier], None] | None = None
+    ):
         self._holder = holder
         self._settings = settings
         self._on_swap = on_swap
@@ -51,8 +52,7 @@ class Reloader:
             try:
                 if old is not None:
                     _check_same_model(read_manifest(self._settings.artifacts_uri, target), old)
-                new = load_classifier(self._settings, target,
-                                      reuse=old.featurizer if old else None)
+                new = load_classifier(self._settings, target, reuse=old.featurizer if old else None)
             except Exception as exc:  # noqa: BLE001 - any failure means: keep the old version
                 self._refused[target] = str(exc)
                 log.error("refused bundle %s: %s; still serving %s", target, exc, serving)
@@ -72,11 +72,15 @@ def _check_same_model(manifest: dict, serving: Classifier) -> None:
     have = serving.featurizer.spec
     sha = manifest.get("weights", {}).get("sha256", "")
     if (want.kind, want.image_size) != (have.kind, have.image_size):
-        raise BundleError(f"needs {want.name} at {want.image_size}px but this service runs "
-                          f"{have.name} at {have.image_size}px; restart to change models")
+        raise BundleError(
+            f"needs {want.name} at {want.image_size}px but this service runs "
+            f"{have.name} at {have.image_size}px; restart to change models"
+        )
     if sha != serving.featurizer.weights_sha256:
-        raise BundleError(f"needs weights {sha[:12]} but this service runs "
-                          f"{serving.featurizer.weights_sha256[:12]}; restart to change models")
+        raise BundleError(
+            f"needs weights {sha[:12]} but this service runs "
+            f"{serving.featurizer.weights_sha256[:12]}; restart to change models"
+        )
 
 
 async def _poll(reloader: Reloader, interval_s: float) -> None:

@@ -42,8 +42,11 @@ async def _read_upload(request: Request, file: UploadFile) -> bytes:
 def model_ref(c: Classifier) -> schemas.ModelRef:
     m = c.bundle.manifest
     return schemas.ModelRef(
-        version=c.version, weights=m["weights"]["spec"], weights_sha256=m["weights"]["sha256"],
-        random_weights=c.random_weights, featurizer=c.featurizer.spec.name,
+        version=c.version,
+        weights=m["weights"]["spec"],
+        weights_sha256=m["weights"]["sha256"],
+        random_weights=c.random_weights,
+        featurizer=c.featurizer.spec.name,
         image_size=c.featurizer.spec.image_size,
     )
 
@@ -53,18 +56,28 @@ def classification_response(c: Classifier, result: Classification) -> schemas.Cl
         label=result.label,
         display_name=result.top_k[0].info.get("display_name", result.label),
         known=result.known,
-        top_k=[schemas.ClassMatch(
-            label=m.label, score=m.score, distance=m.distance, threshold=m.threshold,
-            info=schemas.ClassInfo(**m.info),
-            examples=[schemas.Example(source=e.source, distance=e.distance) for e in m.examples],
-        ) for m in result.top_k],
+        top_k=[
+            schemas.ClassMatch(
+                label=m.label,
+                score=m.score,
+                distance=m.distance,
+                threshold=m.threshold,
+                info=schemas.ClassInfo(**m.info),
+                examples=[schemas.Example(source=e.source, distance=e.distance) for e in m.examples],
+            )
+            for m in result.top_k
+        ],
         model=model_ref(c),
         warning=RANDOM_WEIGHTS_WARNING if c.random_weights else None,
     )
 
 
-@router.post("/v1/classify", response_model=schemas.ClassifyResponse, responses=ERRORS,
-             summary="Classify a fruit photo")
+@router.post(
+    "/v1/classify",
+    response_model=schemas.ClassifyResponse,
+    responses=ERRORS,
+    summary="Classify a fruit photo",
+)
 async def classify(
     request: Request,
     file: Annotated[UploadFile, File(description="the photo; format detected from its bytes")],
@@ -76,16 +89,20 @@ async def classify(
     return classification_response(c, result)
 
 
-@router.post("/v1/embed", response_model=schemas.EmbedResponse, responses=ERRORS,
-             summary="The photo's features and PCA embedding (parity checks, debugging)")
+@router.post(
+    "/v1/embed",
+    response_model=schemas.EmbedResponse,
+    responses=ERRORS,
+    summary="The photo's features and PCA embedding (parity checks, debugging)",
+)
 async def embed(
-    request: Request, file: Annotated[UploadFile, File(description="the photo")],
+    request: Request,
+    file: Annotated[UploadFile, File(description="the photo")],
 ) -> schemas.EmbedResponse:
     data = await _read_upload(request, file)
     c = _classifier(request)
     features, z = await request.app.state.holder.embed_photo(c, data)
-    return schemas.EmbedResponse(model=model_ref(c), embedding=z.tolist(),
-                                 features=features.tolist())
+    return schemas.EmbedResponse(model=model_ref(c), embedding=z.tolist(), features=features.tolist())
 
 
 @router.get("/healthz", response_model=schemas.Health, summary="The process is alive")
@@ -93,33 +110,57 @@ async def healthz() -> schemas.Health:
     return schemas.Health(status="ok")
 
 
-@router.get("/readyz", response_model=schemas.Ready, responses={503: ERRORS[503]},
-            summary="The bundle and the model are loaded")
+@router.get(
+    "/readyz",
+    response_model=schemas.Ready,
+    responses={503: ERRORS[503]},
+    summary="The bundle and the model are loaded",
+)
 async def readyz(request: Request) -> schemas.Ready:
     return schemas.Ready(status="ready", version=_classifier(request).version)
 
 
-@router.get("/v1/model", response_model=schemas.ModelSummary, responses={503: ERRORS[503]},
-            summary="The loaded bundle's manifest, summarised")
+@router.get(
+    "/v1/model",
+    response_model=schemas.ModelSummary,
+    responses={503: ERRORS[503]},
+    summary="The loaded bundle's manifest, summarised",
+)
 async def model_summary(request: Request) -> schemas.ModelSummary:
     c = _classifier(request)
     m = c.bundle.manifest
     return schemas.ModelSummary(
-        model=model_ref(c), created_at=m["created_at"], input_uri=m["input_uri"],
-        classes=m["counts"]["classes"], training_photos=m["counts"]["featurized"],
-        skipped_photos=m["counts"]["skipped"], pca_components=m["pca"]["k"],
+        model=model_ref(c),
+        created_at=m["created_at"],
+        input_uri=m["input_uri"],
+        classes=m["counts"]["classes"],
+        training_photos=m["counts"]["featurized"],
+        skipped_photos=m["counts"]["skipped"],
+        pca_components=m["pca"]["k"],
         explained_variance_kept=m["pca"]["explained_variance_kept"],
-        feature_dim=m["feature_dim"], calibration=m["calibration"], libraries=m["libraries"],
+        feature_dim=m["feature_dim"],
+        calibration=m["calibration"],
+        libraries=m["libraries"],
     )
 
 
-@router.get("/v1/classes", response_model=schemas.ClassesResponse, responses={503: ERRORS[503]},
-            summary="The classes this model knows, with their information")
+@router.get(
+    "/v1/classes",
+    response_model=schemas.ClassesResponse,
+    responses={503: ERRORS[503]},
+    summary="The classes this model knows, with their information",
+)
 async def classes(request: Request) -> schemas.ClassesResponse:
     c = _classifier(request)
     counts = c.bundle.manifest["class_counts"]
-    return schemas.ClassesResponse(model=model_ref(c), classes=[
-        schemas.ClassEntry(label=label, training_photos=counts.get(label, 0),
-                           info=schemas.ClassInfo(**c.bundle.catalog[label]))
-        for label in c.bundle.classes.tolist()
-    ])
+    return schemas.ClassesResponse(
+        model=model_ref(c),
+        classes=[
+            schemas.ClassEntry(
+                label=label,
+                training_photos=counts.get(label, 0),
+                info=schemas.ClassInfo(**c.bundle.catalog[label]),
+            )
+            for label in c.bundle.classes.tolist()
+        ],
+    )

@@ -13,8 +13,10 @@ class Settings(BaseSettings):
 
     artifacts_uri: str = Field("artifacts", description="bundle root: folder or s3://bucket/prefix")
     weights_file: str | None = Field(
-        None, description="Keras weights file to use instead of the bundle's weights source "
-        "(e.g. ImageNet weights on an air-gapped host); its SHA-256 must match the bundle's")
+        None,
+        description="Keras weights file to use instead of the bundle's weights source "
+        "(e.g. ImageNet weights on an air-gapped host); its SHA-256 must match the bundle's",
+    )
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     default_top_k: int = Field(5, ge=1, le=20)
@@ -24,11 +26,15 @@ class Settings(BaseSettings):
     # Micro-batching (service/batching.py): concurrent photos share one model call.
     max_batch_size: int = Field(32, ge=1, le=256, description="photos per model call, at most")
     max_batch_wait_ms: float = Field(
-        2.0, ge=0, le=1000, description="how long the first photo of a batch waits for company")
+        2.0, ge=0, le=1000, description="how long the first photo of a batch waits for company"
+    )
     max_queue_depth: int = Field(
-        64, ge=1, description="photos waiting for the model beyond which requests get 503")
+        64, ge=1, description="photos waiting for the model beyond which requests get 503"
+    )
     # Hot reload (service/reload.py): a new CURRENT version is loaded, checked, swapped in.
     reload_interval_s: float = Field(
-        30.0, ge=0, description="seconds between checks of the CURRENT pointer; 0: no polling")
+        30.0, ge=0, description="seconds between checks of the CURRENT pointer; 0: no polling"
+    )
     admin_token: SecretStr | None = Field(
-        None, description="bearer token for POST /v1/admin/reload; unset: no admin endpoint")
+        None, description="bearer token for POST /v1/admin/reload; unset: no admin endpoint"
+    )

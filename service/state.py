@@ -20,8 +20,9 @@ from service.settings import Settings
 log = logging.getLogger("service")
 
 
-def load_classifier(settings: Settings, version: str | None = None,
-                    reuse: Featurizer | None = None) -> Classifier:
+def load_classifier(
+    settings: Settings, version: str | None = None, reuse: Featurizer | None = None
+) -> Classifier:
     """Read + validate a bundle, build (or reuse) the matching model; raises BundleError."""
     bundle = read_bundle(settings.artifacts_uri, version)
     spec = spec_of(bundle.manifest)
@@ -31,8 +32,9 @@ def load_classifier(settings: Settings, version: str | None = None,
         featurizer = reuse
     else:
         featurizer = build_featurizer(spec, threads=settings.tf_threads)
-    classifier = Classifier(bundle, featurizer, max_pixels=settings.max_image_pixels,
-                            n_examples=settings.n_examples)
+    classifier = Classifier(
+        bundle, featurizer, max_pixels=settings.max_image_pixels, n_examples=settings.n_examples
+    )
     # Building the classifier ran one batch; a call of another batch size makes Keras trace
     # its batch-size-generic graph now rather than during the first request (~2 s).
     classifier.features(empty_scene_inputs(spec.image_size)[:1])
@@ -67,14 +69,12 @@ class ModelHolder:
             return (await run_in_threadpool(self.batch_features, classifier, [inputs]))[0]
         return await self.batcher.submit(inputs, key=classifier)
 
-    async def classify_photo(self, classifier: Classifier, photo: bytes, top_k: int
-                             ) -> Classification:
+    async def classify_photo(self, classifier: Classifier, photo: bytes, top_k: int) -> Classification:
         features = await self.photo_features(classifier, photo)
         z = project(features[None], *_projection(classifier))
         return classifier.classify_embeddings(z, top_k)[0]
 
-    async def embed_photo(self, classifier: Classifier, photo: bytes
-                          ) -> tuple[np.ndarray, np.ndarray]:
+    async def embed_photo(self, classifier: Classifier, photo: bytes) -> tuple[np.ndarray, np.ndarray]:
         features = await self.photo_features(classifier, photo)
         return features, project(features[None], *_projection(classifier))[0]
 
@@ -82,4 +82,3 @@ class ModelHolder:
 def _projection(classifier: Classifier) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     b = classifier.bundle
     return b.scaler_mean, b.scaler_scale, b.pca_components
-

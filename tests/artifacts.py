@@ -23,9 +23,15 @@ from models.bundle import (
 from models.storage import Storage, join, storage_for
 
 
-def republish(src_root: str, dst_root: str, *, point: bool = True,
-              edit: Callable[[ArtifactBundle], None] | None = None,
-              storage: Storage | None = None, version: str | None = None) -> str:
+def republish(
+    src_root: str,
+    dst_root: str,
+    *,
+    point: bool = True,
+    edit: Callable[[ArtifactBundle], None] | None = None,
+    storage: Storage | None = None,
+    version: str | None = None,
+) -> str:
     """Copy the current bundle of `src_root` to `dst_root` as a new version (arrays + manifest;
     not the features Parquet), publish it unless point=False; returns the new version id."""
     bundle = read_bundle(str(src_root))

@@ -8,7 +8,12 @@ import sys
 import pytest
 
 from tests.support import (
-    SHARED_DATA, TEST_IMAGE_SIZE, TEST_WEIGHTS, copy_photos, running_service, shared_photos,
+    SHARED_DATA,
+    TEST_IMAGE_SIZE,
+    TEST_WEIGHTS,
+    copy_photos,
+    running_service,
+    shared_photos,
 )
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -18,13 +18,18 @@ JOB_ENV = {
 def start_job(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
     """Start `python -m batch ARGS`; stdout and stderr go to log_path."""
     with open(log_path, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "batch", *args], cwd=REPO_ROOT,
-                                env={**os.environ, **JOB_ENV, **env},
-                                stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "batch", *args],
+            cwd=REPO_ROOT,
+            env={**os.environ, **JOB_ENV, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
-def run_job_cli(args: list[str], env: dict[str, str], log_path: Path,
-                timeout_s: float = 420) -> tuple[int, str]:
+def run_job_cli(
+    args: list[str], env: dict[str, str], log_path: Path, timeout_s: float = 420
+) -> tuple[int, str]:
     """Run the job to the end (bounded); returns its exit code and its whole output."""
     proc = start_job(args, env, log_path)
     try:

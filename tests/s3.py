@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import free_port
+from tests.support import free_port, stop_process
 
 # Distinctive fake credentials: tests assert that neither ever shows up in a log or an error.
 ACCESS_KEY_ID = "AKIAFRUITSLEAKCHECK7"
@@ -41,10 +41,15 @@ class S3Endpoint:
         from botocore.config import Config
 
         return boto3.session.Session().client(
-            "s3", endpoint_url=self.url, aws_access_key_id=ACCESS_KEY_ID,
-            aws_secret_access_key=SECRET_ACCESS_KEY, region_name="us-east-1",
-            config=Config(retries={"max_attempts": 2, "mode": "standard"},
-                          connect_timeout=3, read_timeout=10))
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=ACCESS_KEY_ID,
+            aws_secret_access_key=SECRET_ACCESS_KEY,
+            region_name="us-east-1",
+            config=Config(
+                retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=3, read_timeout=10
+            ),
+        )
 
 
 @contextlib.contextmanager
@@ -54,7 +59,10 @@ def moto_server(log_path: Path | None = None, timeout_s: float = 60) -> Iterator
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
+    )
     endpoint = S3Endpoint(f"http://127.0.0.1:{port}", proc)
     try:
         deadline = time.monotonic() + timeout_s
@@ -71,12 +79,7 @@ def moto_server(log_path: Path | None = None, timeout_s: float = 60) -> Iterator
                 time.sleep(0.25)
         yield endpoint
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, timeout_s=15)
         if log_path:
             log.close()
 

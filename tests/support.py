@@ -53,15 +53,29 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout_s: float 
     raise TimeoutError(f"{url} not ready after {timeout_s} s")
 
 
+def stop_process(proc: subprocess.Popen, timeout_s: float = 20) -> None:
+    """Terminate a server we started; kill it if it does not exit in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 @contextlib.contextmanager
 def running_service(env: dict[str, str], log_path: Path | None = None, ready: bool = True):
     """Start `python -m service` (uvicorn) on a free loopback port; stop it afterwards."""
     port = free_port()
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
-        env=full_env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env=full_env,
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -69,11 +83,6 @@ def running_service(env: dict[str, str], log_path: Path | None = None, ready: bo
             wait_ready(url, proc)
         yield url, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
         if log_path:
             log.close()

@@ -8,10 +8,24 @@ from batch.cli import build_parser, config_from_args, main, print_summary
 
 
 def test_flags_build_the_config():
-    args = build_parser().parse_args([
-        "--input", "s3://b/in", "--output", "out", "--weights", "random:3", "--image-size", "96",
-        "--components", "12", "--master", "local[1]", "--conf", "spark.executor.memory=2g",
-    ])
+    args = build_parser().parse_args(
+        [
+            "--input",
+            "s3://b/in",
+            "--output",
+            "out",
+            "--weights",
+            "random:3",
+            "--image-size",
+            "96",
+            "--components",
+            "12",
+            "--master",
+            "local[1]",
+            "--conf",
+            "spark.executor.memory=2g",
+        ]
+    )
     config = config_from_args(args)
     assert (config.input_uri, config.output_uri, config.master) == ("s3://b/in", "out", "local[1]")
     assert (config.spec.weights, config.spec.image_size, config.components) == ("random:3", 96, 12)
@@ -24,9 +38,16 @@ def test_defaults_are_imagenet_224_and_variance_chosen_k():
     assert config.components is None and config.variance == 0.90
 
 
-@pytest.mark.parametrize("bad", [["--components", "0"], ["--image-size", "8"],
-                                 ["--weights", "random:x"], ["--conf", "novalue"],
-                                 ["--featurizer", "vgg"]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--components", "0"],
+        ["--image-size", "8"],
+        ["--weights", "random:x"],
+        ["--conf", "novalue"],
+        ["--featurizer", "vgg"],
+    ],
+)
 def test_bad_flags_exit_2_with_a_message(bad, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--input", "a", "--output", "b", *bad])
@@ -36,8 +57,18 @@ def test_bad_flags_exit_2_with_a_message(bad, capsys):
 
 def test_failed_run_exits_1_and_says_the_version_is_unchanged(spark, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    code = main(["--input", str(tmp_path / "empty"), "--output", str(tmp_path / "out"),
-                 "--weights", "random:0", "--image-size", "64"])
+    code = main(
+        [
+            "--input",
+            str(tmp_path / "empty"),
+            "--output",
+            str(tmp_path / "out"),
+            "--weights",
+            "random:0",
+            "--image-size",
+            "64",
+        ]
+    )
     assert code == 1
     assert "job failed, current version unchanged: no .jpg" in capsys.readouterr().err
 

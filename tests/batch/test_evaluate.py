@@ -21,16 +21,27 @@ TOP_K = 3
 
 def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
 def evaluation(job_run, dataset, tmp_path_factory):
     root, _ = job_run
     out = tmp_path_factory.mktemp("eval") / "evaluation.json"
-    proc = _run("-m", "batch.evaluate", "--bundle", str(root), "--data", str(dataset / "Test"),
-                "--json", str(out), "--top-k", str(TOP_K))
+    proc = _run(
+        "-m",
+        "batch.evaluate",
+        "--bundle",
+        str(root),
+        "--data",
+        str(dataset / "Test"),
+        "--json",
+        str(out),
+        "--top-k",
+        str(TOP_K),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout
 
@@ -40,33 +51,53 @@ def expected(job_run, dataset):
     """Top-k classes, 'known' and true label of every Test photo, from the raw arrays."""
     root, result = job_run
     vdir = root / "versions" / result.version
-    a = {name: np.load(vdir / f"{name}.npy") for name in (
-        "scaler_mean", "scaler_scale", "pca_components", "embeddings", "labels", "classes",
-        "thresholds")}
+    a = {
+        name: np.load(vdir / f"{name}.npy")
+        for name in (
+            "scaler_mean",
+            "scaler_scale",
+            "pca_components",
+            "embeddings",
+            "labels",
+            "classes",
+            "thresholds",
+        )
+    }
     photos = sorted((dataset / "Test").rglob("*.jpg"))
     model = ResNet50Featurizer(FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE))
-    features = model.embed(np.stack([preprocess_image(p.read_bytes(), TEST_IMAGE_SIZE)
-                                     for p in photos])).astype(np.float64)
+    features = model.embed(
+        np.stack([preprocess_image(p.read_bytes(), TEST_IMAGE_SIZE) for p in photos])
+    ).astype(np.float64)
     scale = np.where(a["scaler_scale"] > 0, a["scaler_scale"], np.inf)
     z = (((features - a["scaler_mean"]) / scale) @ a["pca_components"].T).astype(np.float32)
-    d = np.linalg.norm(z[:, None, :].astype(np.float64) - a["embeddings"][None].astype(np.float64),
-                       axis=2)
+    d = np.linalg.norm(z[:, None, :].astype(np.float64) - a["embeddings"][None].astype(np.float64), axis=2)
     classes = a["classes"].tolist()
     per_class = np.stack([d[:, a["labels"] == c].min(1) for c in classes], axis=1)
     # "no fruit": nearer to a flat backdrop (0/128/255 per channel) than to every class
-    flats = np.stack([np.full((TEST_IMAGE_SIZE, TEST_IMAGE_SIZE, 3), (r, g, b), np.float32)
-                      for r in (0, 128, 255) for g in (0, 128, 255) for b in (0, 128, 255)])
-    zf = (((model.embed(flats).astype(np.float64) - a["scaler_mean"]) / scale)
-          @ a["pca_components"].T)
+    flats = np.stack(
+        [
+            np.full((TEST_IMAGE_SIZE, TEST_IMAGE_SIZE, 3), (r, g, b), np.float32)
+            for r in (0, 128, 255)
+            for g in (0, 128, 255)
+            for b in (0, 128, 255)
+        ]
+    )
+    zf = ((model.embed(flats).astype(np.float64) - a["scaler_mean"]) / scale) @ a["pca_components"].T
     to_empty = np.linalg.norm(z[:, None, :].astype(np.float64) - zf[None], axis=2).min(1)
     ranked = np.argsort(per_class, axis=1, kind="stable")
     rows = []
     for i, p in enumerate(photos):
         best = ranked[i, 0]
-        rows.append({"uri": str(p), "label": p.parent.name,
-                     "top": [classes[j] for j in ranked[i, :TOP_K]],
-                     "known": bool(per_class[i, best] <= a["thresholds"][best]
-                                   and per_class[i, best] < to_empty[i])})
+        rows.append(
+            {
+                "uri": str(p),
+                "label": p.parent.name,
+                "top": [classes[j] for j in ranked[i, :TOP_K]],
+                "known": bool(
+                    per_class[i, best] <= a["thresholds"][best] and per_class[i, best] < to_empty[i]
+                ),
+            }
+        )
     return rows, classes
 
 
@@ -99,7 +130,8 @@ def test_per_class_recall_and_confusion_matrix(evaluation, expected):
         mine = [r for r in rows if r["label"] == label]
         assert ev["per_class"][label]["photos"] == len(mine) == 6
         assert ev["per_class"][label]["recall"] == pytest.approx(
-            sum(r["top"][0] == label for r in mine) / len(mine))
+            sum(r["top"][0] == label for r in mine) / len(mine)
+        )
     assert ev["labels_not_in_bundle"] == []
 
 
@@ -118,8 +150,12 @@ def test_answers_equal_the_live_service(evaluation, service_url):
         first_of_each.setdefault(p["label"], p)
     for p in first_of_each.values():
         with open(p["uri"], "rb") as fh:
-            resp = httpx.post(f"{service_url}/v1/classify", params={"top_k": TOP_K},
-                              files={"file": ("photo.jpg", fh.read(), "image/jpeg")}, timeout=60)
+            resp = httpx.post(
+                f"{service_url}/v1/classify",
+                params={"top_k": TOP_K},
+                files={"file": ("photo.jpg", fh.read(), "image/jpeg")},
+                timeout=60,
+            )
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert [m["label"] for m in body["top_k"]] == p["top_k"]
@@ -127,8 +163,11 @@ def test_answers_equal_the_live_service(evaluation, service_url):
 
 
 def test_evaluate_does_not_import_spark():
-    proc = _run("-c", "import sys, batch.evaluate; "
-                      "sys.exit('pyspark' in sys.modules or 'fastapi' in sys.modules)", timeout=120)
+    proc = _run(
+        "-c",
+        "import sys, batch.evaluate; sys.exit('pyspark' in sys.modules or 'fastapi' in sys.modules)",
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
 
 

@@ -32,9 +32,9 @@ def poison_row(root: Path, version: str, uri: str) -> None:
         if uri in set(frame["uri"]):
             hit = frame["uri"] == uri
             frame.loc[hit, "features"] = pd.Series(
-                [np.full(2048, POISON, dtype=np.float32)], index=frame.index[hit])
-            pq.write_table(pa.Table.from_pandas(frame, schema=pq.read_schema(f),
-                                                preserve_index=False), f)
+                [np.full(2048, POISON, dtype=np.float32)], index=frame.index[hit]
+            )
+            pq.write_table(pa.Table.from_pandas(frame, schema=pq.read_schema(f), preserve_index=False), f)
             return
     raise AssertionError(f"{uri} not in the features of {version}")
 
@@ -47,8 +47,13 @@ def test_incremental_refresh_reuses_unchanged_and_refits(spark, tmp_path):
     spec = FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE)
 
     def config(incremental: bool) -> JobConfig:
-        return JobConfig(input_uri=str(photos), output_uri=str(root), spec=spec,
-                         images_per_partition=8, incremental=incremental)
+        return JobConfig(
+            input_uri=str(photos),
+            output_uri=str(root),
+            spec=spec,
+            images_per_partition=8,
+            incremental=incremental,
+        )
 
     first = run_job(config(incremental=True), spark)  # nothing to reuse yet: a full run
     assert first.manifest["refresh"]["reused"] == 0
@@ -61,13 +66,20 @@ def test_incremental_refresh_reuses_unchanged_and_refits(spark, tmp_path):
         path.unlink()
     changed = sorted((photos / LABELS[2]).glob("*.jpg"))[0]
     changed.write_bytes(shared_photos("Training", LABELS[2])[30].read_bytes())
-    added = [*copy_photos_named(photos, LABELS[2], range(8, 11)),
-             *copy_photos_named(photos, "Kiwi", range(2))]  # a class the first run never saw
+    added = [
+        *copy_photos_named(photos, LABELS[2], range(8, 11)),
+        *copy_photos_named(photos, "Kiwi", range(2)),
+    ]  # a class the first run never saw
 
     second = run_job(config(incremental=True), spark)
     assert second.manifest["refresh"] == {
-        "incremental": True, "previous_version": first.version,
-        "reused": 21, "featurized": 6, "dropped": 2, "note": ""}
+        "incremental": True,
+        "previous_version": first.version,
+        "reused": 21,
+        "featurized": 6,
+        "dropped": 2,
+        "note": "",
+    }
 
     listed = sorted(str(p) for p in photos.rglob("*.jpg"))
     old, new = features_of(root, first.version), features_of(root, second.version)

@@ -58,8 +58,7 @@ def test_manifest_records_what_was_done(job_run, dataset):
     m = json.loads((_vdir(root) / "manifest.json").read_text())
     assert m["version"] == result.version
     assert m["input_uri"] == str(dataset / "Training")
-    assert m["featurizer"] == {"kind": "resnet50", "weights": TEST_WEIGHTS,
-                               "image_size": TEST_IMAGE_SIZE}
+    assert m["featurizer"] == {"kind": "resnet50", "weights": TEST_WEIGHTS, "image_size": TEST_IMAGE_SIZE}
     assert m["weights"]["random"] is True and len(m["weights"]["sha256"]) == 64
     assert m["class_counts"] == {label: TRAIN_PER_CLASS for label in LABELS}
     assert m["counts"]["skipped"] == 1
@@ -97,8 +96,7 @@ def test_scaler_and_pca_match_numpy_on_the_stored_features(job_run):
     _, s, vt = np.linalg.svd(xs - xs.mean(0), full_matrices=False)
     k = result.manifest["pca"]["k"]
     ratios = (s**2 / (s**2).sum())[:k]
-    np.testing.assert_allclose(result.manifest["pca"]["explained_variance_ratio"][:k], ratios,
-                               atol=1e-5)
+    np.testing.assert_allclose(result.manifest["pca"]["explained_variance_ratio"][:k], ratios, atol=1e-5)
     # Same subspace (signs may flip): |cosine| of matching components ~ 1 where well separated.
     cos = np.abs((b.pca_components[:3] * vt[:3]).sum(1))
     assert np.all(cos > 0.999)
@@ -106,13 +104,25 @@ def test_scaler_and_pca_match_numpy_on_the_stored_features(job_run):
 
 def test_components_flag_and_catalog_override(spark, dataset, tmp_path):
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps({"Kiwi": {"fact": "Our own fact."},
-                                   "Banana": {"display_name": "Plátano"}}))
-    args = build_parser().parse_args([
-        "--input", str(dataset / "Training"), "--output", str(tmp_path / "out"),
-        "--weights", TEST_WEIGHTS, "--image-size", str(TEST_IMAGE_SIZE), "--components", "5",
-        "--catalog", str(catalog), "--images-per-partition", "48",
-    ])
+    catalog.write_text(json.dumps({"Kiwi": {"fact": "Our own fact."}, "Banana": {"display_name": "Plátano"}}))
+    args = build_parser().parse_args(
+        [
+            "--input",
+            str(dataset / "Training"),
+            "--output",
+            str(tmp_path / "out"),
+            "--weights",
+            TEST_WEIGHTS,
+            "--image-size",
+            str(TEST_IMAGE_SIZE),
+            "--components",
+            "5",
+            "--catalog",
+            str(catalog),
+            "--images-per-partition",
+            "48",
+        ]
+    )
     result = run_job(config_from_args(args), spark)
     bundle = read_bundle(str(tmp_path / "out"))
     assert bundle.pca_components.shape == (5, 2048)
@@ -126,8 +136,12 @@ def test_components_flag_and_catalog_override(spark, dataset, tmp_path):
 def test_nested_folders_and_uppercase_extensions(spark, tmp_path):
     src = copy_photos(tmp_path / "in" / "2024" / "batch-a", "Training", ["Lemon", "Limes"], 4)
     shutil.copy(next((src / "Lemon").glob("*.jpg")), src / "Lemon" / "EXTRA.JPG")
-    config = JobConfig(str(tmp_path / "in"), str(tmp_path / "out"),
-                       FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE), components=2)
+    config = JobConfig(
+        str(tmp_path / "in"),
+        str(tmp_path / "out"),
+        FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE),
+        components=2,
+    )
     result = run_job(config, spark)
     assert result.manifest["class_counts"] == {"Lemon": 5, "Limes": 4}
 
@@ -139,15 +153,15 @@ def test_failed_job_leaves_the_current_version_in_place(spark, job_run, tmp_path
     versions_before = sorted(p.name for p in (root / "versions").iterdir())
     empty = tmp_path / "empty"
     empty.mkdir()
-    config = JobConfig(str(empty), str(root),
-                       FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE))
+    config = JobConfig(str(empty), str(root), FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE))
     with pytest.raises(Exception, match="no .jpg"):
         run_job(config, spark)
     bad = tmp_path / "bad" / "Kiwi"
     bad.mkdir(parents=True)
     (bad / "a.jpg").write_bytes(b"not a jpeg")
-    config = JobConfig(str(tmp_path / "bad"), str(root),
-                       FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE))
+    config = JobConfig(
+        str(tmp_path / "bad"), str(root), FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE)
+    )
     with pytest.raises(Exception, match="none of the 1 photos"):
         run_job(config, spark)
     assert (root / "CURRENT").read_text() == before

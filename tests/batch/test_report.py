@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-EXPECTED_PNGS = {"explained_variance.png", "images_per_class.png", "projection_2d.png",
-                 "stages.png"}
+EXPECTED_PNGS = {"explained_variance.png", "images_per_class.png", "projection_2d.png", "stages.png"}
 
 
 class _Links(HTMLParser):

@@ -24,6 +24,7 @@ from tests.support import (
     TEST_WEIGHTS,
     copy_photos,
     free_port,
+    stop_process,
 )
 
 SPARK_HOME = Path(pyspark.__file__).parent  # pyspark from PyPI is a complete Spark install
@@ -31,9 +32,14 @@ LABELS = ["Banana", "Cherry 1", "Kiwi"]
 
 
 def _spark_env(tmp: Path) -> dict[str, str]:
-    return {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOG_DIR": str(tmp),
-            "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-            "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return {
+        **os.environ,
+        "SPARK_HOME": str(SPARK_HOME),
+        "SPARK_LOG_DIR": str(tmp),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
 
 
 def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
@@ -42,16 +48,6 @@ def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout_s: float = 1
         assert proc.poll() is None, f"exited before {text!r}:\n{log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, f"no {text!r} after {timeout_s} s in {log}"
         time.sleep(0.3)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -63,23 +59,53 @@ def standalone_cluster(tmp: Path) -> Iterator[str]:
     procs = []
     try:
         with open(tmp / "master.log", "wb") as log:
-            procs.append(subprocess.Popen(
-                [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                 "--port", str(port), "--webui-port", str(free_port())],
-                env=env, stdout=log, stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.master.Master",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--webui-port",
+                        str(free_port()),
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         _wait_for(tmp / "master.log", "I have been elected leader", procs[0])
         master = f"spark://127.0.0.1:{port}"
         with open(tmp / "worker.log", "wb") as log:
-            procs.append(subprocess.Popen(
-                [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                 "--cores", "2", "--memory", "3g", "--webui-port", str(free_port()),
-                 "--work-dir", str(tmp / "work"), master],
-                env=env, stdout=log, stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.worker.Worker",
+                        "--host",
+                        "127.0.0.1",
+                        "--cores",
+                        "2",
+                        "--memory",
+                        "3g",
+                        "--webui-port",
+                        str(free_port()),
+                        "--work-dir",
+                        str(tmp / "work"),
+                        master,
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         _wait_for(tmp / "worker.log", "Successfully registered with master", procs[1])
         yield master
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_process(proc, timeout_s=30)
 
 
 @pytest.mark.cluster
@@ -87,30 +113,61 @@ def standalone_cluster(tmp: Path) -> Iterator[str]:
 @pytest.mark.slow
 def test_spark_submit_on_a_standalone_cluster_matches_local(spark, tmp_path):
     photos = copy_photos(tmp_path / "photos", "Training", LABELS, 4)
-    args = ["--input", str(photos), "--weights", TEST_WEIGHTS,
-            "--image-size", str(TEST_IMAGE_SIZE), "--images-per-partition", "4"]
+    args = [
+        "--input",
+        str(photos),
+        "--weights",
+        TEST_WEIGHTS,
+        "--image-size",
+        str(TEST_IMAGE_SIZE),
+        "--images-per-partition",
+        "4",
+    ]
     cluster_root = tmp_path / "cluster-bundles"
     with standalone_cluster(tmp_path) as master:
-        submit = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", master,
-                  "--executor-memory", "1g", "--conf", "spark.task.cpus=1",
-                  str(REPO_ROOT / "batch" / "main.py"), *args, "--output", str(cluster_root)]
+        submit = [
+            str(SPARK_HOME / "bin" / "spark-submit"),
+            "--master",
+            master,
+            "--executor-memory",
+            "1g",
+            "--conf",
+            "spark.task.cpus=1",
+            str(REPO_ROOT / "batch" / "main.py"),
+            *args,
+            "--output",
+            str(cluster_root),
+        ]
         with open(tmp_path / "submit.log", "wb") as log:
-            done = subprocess.run(submit, env=_spark_env(tmp_path), cwd=tmp_path, stdout=log,
-                                  stderr=subprocess.STDOUT, timeout=420)
+            done = subprocess.run(
+                submit,
+                env=_spark_env(tmp_path),
+                cwd=tmp_path,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=420,
+            )
         out = (tmp_path / "submit.log").read_text(errors="replace")
         assert done.returncode == 0, out[-4000:]
     on_cluster = read_bundle(str(cluster_root))
     assert on_cluster.manifest["spark"]["master"] == master
 
     local_root = tmp_path / "local-bundles"
-    run_job(JobConfig(input_uri=str(photos), output_uri=str(local_root),
-                      spec=FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE),
-                      images_per_partition=4), spark)
+    run_job(
+        JobConfig(
+            input_uri=str(photos),
+            output_uri=str(local_root),
+            spec=FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE),
+            images_per_partition=4,
+        ),
+        spark,
+    )
     local = read_bundle(str(local_root))
     assert local.manifest["spark"]["master"].startswith("local")
 
-    assert on_cluster.sources.tolist() == local.sources.tolist() == sorted(
-        str(p) for p in photos.rglob("*.jpg"))
+    assert (
+        on_cluster.sources.tolist() == local.sources.tolist() == sorted(str(p) for p in photos.rglob("*.jpg"))
+    )
     assert on_cluster.embeddings.shape == local.embeddings.shape
     np.testing.assert_allclose(on_cluster.embeddings, local.embeddings, atol=1e-4, rtol=0)
     np.testing.assert_allclose(on_cluster.pca_components, local.pca_components, atol=1e-4)

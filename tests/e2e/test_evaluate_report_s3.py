@@ -19,9 +19,14 @@ PNGS = ("explained_variance.png", "images_per_class.png", "projection_2d.png", "
 
 
 def _run(code_or_module: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *code_or_module], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env})
+    return subprocess.run(
+        [sys.executable, *code_or_module],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
+    )
 
 
 def test_evaluate_and_report_through_s3(s3, job_run, dataset):
@@ -31,9 +36,19 @@ def test_evaluate_and_report_through_s3(s3, job_run, dataset):
     upload_tree(client, root, BUCKET, "artifacts")
     upload_tree(client, dataset / "Test", BUCKET, "fruits/Test")
 
-    proc = _run(["-m", "batch.evaluate", "--bundle", f"s3://{BUCKET}/artifacts",
-                 "--data", f"s3://{BUCKET}/fruits/Test", "--json", f"s3://{BUCKET}/eval.json"],
-                s3.env)
+    proc = _run(
+        [
+            "-m",
+            "batch.evaluate",
+            "--bundle",
+            f"s3://{BUCKET}/artifacts",
+            "--data",
+            f"s3://{BUCKET}/fruits/Test",
+            "--json",
+            f"s3://{BUCKET}/eval.json",
+        ],
+        s3.env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     remote = json.loads(read_text(client, f"s3://{BUCKET}/eval.json"))
     local = evaluate(str(root), str(dataset / "Test"), top_k=5)
@@ -46,10 +61,16 @@ def test_evaluate_and_report_through_s3(s3, job_run, dataset):
     vdir = f"s3://{BUCKET}/artifacts/versions/{result.version}"
     vkey = f"artifacts/versions/{result.version}"
     client.delete_object(Bucket=BUCKET, Key=f"{vkey}/report/index.html")
-    proc = _run(["-c", "import sys; from batch.report import write_report; "
-                       "from models.bundle import read_bundle; "
-                       "write_report(sys.argv[1], read_bundle(sys.argv[1]))",
-                 f"s3://{BUCKET}/artifacts"], s3.env)
+    proc = _run(
+        [
+            "-c",
+            "import sys; from batch.report import write_report; "
+            "from models.bundle import read_bundle; "
+            "write_report(sys.argv[1], read_bundle(sys.argv[1]))",
+            f"s3://{BUCKET}/artifacts",
+        ],
+        s3.env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     page = read_text(client, f"{vdir}/report/index.html")
     assert page is not None and all(f'src="{name}"' in page for name in PNGS)

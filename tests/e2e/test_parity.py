@@ -15,8 +15,7 @@ def _version_dir(root: Path) -> Path:
 
 
 def _embed(url: str, path: Path) -> dict:
-    resp = httpx.post(f"{url}/v1/embed", files={"file": (path.name, path.read_bytes())},
-                      timeout=60)
+    resp = httpx.post(f"{url}/v1/embed", files={"file": (path.name, path.read_bytes())}, timeout=60)
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -40,9 +39,7 @@ def test_service_embeds_training_photos_exactly_as_the_job(service_url, job_run)
         assert np.abs(raw - stored).max() <= 1e-4, sources[i]
 
 
-def test_service_top1_equals_top1_from_job_outputs_on_every_test_photo(
-    service_url, job_run, dataset
-):
+def test_service_top1_equals_top1_from_job_outputs_on_every_test_photo(service_url, job_run, dataset):
     root, _ = job_run
     vdir = _version_dir(root)
     # Independent nearest-class rule from the raw arrays: a class is as close as its nearest
@@ -64,8 +61,9 @@ def test_service_top1_equals_top1_from_job_outputs_on_every_test_photo(
         z = ((raw - mean) / np.where(std > 0, std, np.inf)) @ pcs.T
         dists = np.sqrt(((embeddings - z) ** 2).sum(1))
         expected = min(set(labels.tolist()), key=lambda c: dists[labels == c].min())
-        resp = httpx.post(f"{service_url}/v1/classify",
-                          files={"file": (photo.name, photo.read_bytes())}, timeout=60)
+        resp = httpx.post(
+            f"{service_url}/v1/classify", files={"file": (photo.name, photo.read_bytes())}, timeout=60
+        )
         assert resp.status_code == 200
         assert resp.json()["label"] == expected, photo
         agree += expected == photo.parent.name

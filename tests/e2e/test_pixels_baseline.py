@@ -18,7 +18,8 @@ from tests.support import running_service
 SIDE = 16
 PROGRESS_LINE = re.compile(
     r"^featurize +(\d+)/(\d+) images +[0-9.]+%  (?:[0-9.]+|-) img/s  (ETA .+|done)"
-    r"  \(elapsed .+\)$")
+    r"  \(elapsed .+\)$"
+)
 
 
 class _Lines(logging.Handler):
@@ -38,9 +39,11 @@ def pixels_run(dataset, spark, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pixels-artifacts")
     config = JobConfig(
-        input_uri=str(dataset / "Training"), output_uri=str(root),
+        input_uri=str(dataset / "Training"),
+        output_uri=str(root),
         spec=FeaturizerSpec.parse(f"pixels:{SIDE}", "imagenet", None),
-        images_per_partition=8, progress_interval_s=0.2,
+        images_per_partition=8,
+        progress_interval_s=0.2,
     )
     logger, handler = logging.getLogger("batch.progress"), _Lines()
     level = logger.level
@@ -88,10 +91,11 @@ def test_pixels_bundle_has_the_same_format(pixels_run):
 def test_service_serves_the_pixels_bundle(pixels_run, dataset, tmp_path):
     root, result, _ = pixels_run
     vdir = root / "versions" / result.version
-    a = {n: np.load(vdir / f"{n}.npy") for n in (
-        "scaler_mean", "scaler_scale", "pca_components", "embeddings", "labels", "classes")}
-    inv = np.where(a["scaler_scale"] > 0, 1.0 / np.where(a["scaler_scale"] > 0,
-                                                         a["scaler_scale"], 1.0), 0.0)
+    a = {
+        n: np.load(vdir / f"{n}.npy")
+        for n in ("scaler_mean", "scaler_scale", "pca_components", "embeddings", "labels", "classes")
+    }
+    inv = np.where(a["scaler_scale"] > 0, 1.0 / np.where(a["scaler_scale"] > 0, a["scaler_scale"], 1.0), 0.0)
     photos = sorted((dataset / "Test").rglob("*.jpg"))
     correct = 0
     with running_service({"ARTIFACTS_URI": str(root)}, log_path=tmp_path / "svc.log") as (url, _):
@@ -99,8 +103,7 @@ def test_service_serves_the_pixels_bundle(pixels_run, dataset, tmp_path):
         assert model["featurizer"] == f"pixels:{SIDE}" and model["random_weights"] is False
         for photo in photos:
             data = photo.read_bytes()
-            resp = httpx.post(f"{url}/v1/classify", files={"file": ("p.jpg", data, "image/jpeg")},
-                              timeout=30)
+            resp = httpx.post(f"{url}/v1/classify", files={"file": ("p.jpg", data, "image/jpeg")}, timeout=30)
             assert resp.status_code == 200, resp.text
             body = resp.json()
             assert body["warning"] is None

@@ -29,9 +29,22 @@ from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS, running_service, shared
 BUCKET = "fruits-e2e"
 PHOTOS = f"s3://{BUCKET}/photos/Training"
 ROOT = f"s3://{BUCKET}/bundles"
-JOB_ARGS = ["--input", PHOTOS, "--output", ROOT, "--weights", TEST_WEIGHTS,
-            "--image-size", str(TEST_IMAGE_SIZE), "--master", "local[2]",
-            "--images-per-partition", "32", "--keep-versions", "2"]
+JOB_ARGS = [
+    "--input",
+    PHOTOS,
+    "--output",
+    ROOT,
+    "--weights",
+    TEST_WEIGHTS,
+    "--image-size",
+    str(TEST_IMAGE_SIZE),
+    "--master",
+    "local[2]",
+    "--images-per-partition",
+    "32",
+    "--keep-versions",
+    "2",
+]
 
 
 def features_by_photo(storage, files: list[str], prefix: str) -> pd.Series:
@@ -45,8 +58,7 @@ def features_by_photo(storage, files: list[str], prefix: str) -> pd.Series:
 def classify_all(url: str, photos: list[bytes]) -> list[dict]:
     out = []
     for photo in photos:
-        resp = httpx.post(f"{url}/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")},
-                          timeout=60)
+        resp = httpx.post(f"{url}/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")}, timeout=60)
         assert resp.status_code == 200, resp.text
         assert resp.headers["x-model-version"] == resp.json()["model"]["version"]
         out.append(resp.json())
@@ -62,9 +74,7 @@ def wait_for_version(url: str, version: str, timeout_s: float = 60) -> None:
 
 @pytest.mark.slow
 @pytest.mark.spark
-def test_s3_photos_to_bundle_to_service_with_refresh_and_restart(
-    s3, dataset, job_run, tmp_path, monkeypatch
-):
+def test_s3_photos_to_bundle_to_service_with_refresh_and_restart(s3, dataset, job_run, tmp_path, monkeypatch):
     for key, value in s3.env.items():
         monkeypatch.setenv(key, value)
     storage = S3Storage()  # this process's view of the bucket, through the same storage layer
@@ -76,10 +86,12 @@ def test_s3_photos_to_bundle_to_service_with_refresh_and_restart(
     # Two older versions, so retention (--keep-versions 2) has something to remove. Ids sort
     # by their UTC second: back-date them so the order is certain.
     now = datetime.now(UTC)
-    oldest = republish(str(local_root), ROOT, storage=storage,
-                       version=new_version_id(now - timedelta(minutes=2)))
-    previous = republish(str(local_root), ROOT, storage=storage,
-                         version=new_version_id(now - timedelta(minutes=1)))
+    oldest = republish(
+        str(local_root), ROOT, storage=storage, version=new_version_id(now - timedelta(minutes=2))
+    )
+    previous = republish(
+        str(local_root), ROOT, storage=storage, version=new_version_id(now - timedelta(minutes=1))
+    )
     assert current_version(ROOT, storage) == previous
 
     logs = []
@@ -99,34 +111,44 @@ def test_s3_photos_to_bundle_to_service_with_refresh_and_restart(
     assert all(src.startswith(f"{PHOTOS}/") for src in bundle.sources)
     # Bytes read from S3 by the executors give the features the local run got from disk.
     s3_features = features_by_photo(storage, m["features"]["files"], PHOTOS)
-    local_features = features_by_photo(LocalStorage(), local_result.manifest["features"]["files"],
-                                       str(dataset / "Training"))
+    local_features = features_by_photo(
+        LocalStorage(), local_result.manifest["features"]["files"], str(dataset / "Training")
+    )
     assert list(s3_features.index) == list(local_features.index)
-    np.testing.assert_allclose(np.stack(s3_features.to_numpy()),
-                               np.stack(local_features.to_numpy()), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.stack(s3_features.to_numpy()), np.stack(local_features.to_numpy()), rtol=1e-4, atol=1e-4
+    )
 
     test_photos = [shared_photos("Test", label)[0].read_bytes() for label in LABELS[:3]]
     env = {**s3.env, "ARTIFACTS_URI": ROOT, "RELOAD_INTERVAL_S": "1"}
     with running_service(env, log_path=tmp_path / "service1.log") as (url, _):
         first = classify_all(url, test_photos)
         assert {a["model"]["version"] for a in first} == {v1}
-        assert all(e["source"].startswith(f"{PHOTOS}/{a['top_k'][0]['label']}/")
-                   for a in first for e in a["top_k"][0]["examples"])
+        assert all(
+            e["source"].startswith(f"{PHOTOS}/{a['top_k'][0]['label']}/")
+            for a in first
+            for e in a["top_k"][0]["examples"]
+        )
 
         # Photos change in the bucket; the refresh job runs while the service keeps serving.
         gone = f"photos/Training/{LABELS[0]}/{shared_photos('Training', LABELS[0])[0].name}"
         client.delete_object(Bucket=BUCKET, Key=gone)
         for photo in shared_photos("Training", "Banana")[40:42]:
-            client.put_object(Bucket=BUCKET, Key=f"photos/Training/Banana/{photo.name}",
-                              Body=photo.read_bytes())
+            client.put_object(
+                Bucket=BUCKET, Key=f"photos/Training/Banana/{photo.name}", Body=photo.read_bytes()
+            )
         rc, out = run_job_cli([*JOB_ARGS, "--incremental"], s3.env, tmp_path / "job2.log")
         logs.append(out)
         assert rc == 0, out[-3000:]
         v2 = current_version(ROOT, storage)
         refresh = read_bundle(ROOT, storage=storage).manifest["refresh"]
         # 96 featurized before; one deleted; two added; the corrupt photo is tried again.
-        assert (refresh["previous_version"], refresh["reused"], refresh["featurized"],
-                refresh["dropped"]) == (v1, 95, 3, 1)
+        assert (
+            refresh["previous_version"],
+            refresh["reused"],
+            refresh["featurized"],
+            refresh["dropped"],
+        ) == (v1, 95, 3, 1)
         assert list_versions(ROOT, storage) == [v1, v2]
 
         wait_for_version(url, v2)  # hot reload from S3, no restart

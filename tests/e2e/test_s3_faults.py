@@ -41,9 +41,22 @@ def test_s3_endpoint_stopping_mid_job_fails_it_cleanly(job_run, tmp_path, monkey
         served = republish(str(job_run[0]), ROOT, storage=storage)
 
         log = tmp_path / "job.log"
-        job = start_job(["--input", f"s3://{BUCKET}/photos", "--output", ROOT,
-                         "--weights", TEST_WEIGHTS, "--image-size", str(TEST_IMAGE_SIZE),
-                         "--master", "local[2]"], s3.env, log)
+        job = start_job(
+            [
+                "--input",
+                f"s3://{BUCKET}/photos",
+                "--output",
+                ROOT,
+                "--weights",
+                TEST_WEIGHTS,
+                "--image-size",
+                str(TEST_IMAGE_SIZE),
+                "--master",
+                "local[2]",
+            ],
+            s3.env,
+            log,
+        )
         try:
             # Listed on the driver; the executors have not fetched a photo yet. Freeze the
             # endpoint: connections are accepted by the kernel but never answered.
@@ -63,8 +76,10 @@ def test_s3_endpoint_stopping_mid_job_fails_it_cleanly(job_run, tmp_path, monkey
         final = [line for line in out.splitlines() if line.startswith("job failed")]
         assert len(final) == 1, out[-3000:]
         # One clear line: what failed, where, and that the published version was kept.
-        assert "current version unchanged: storage unavailable: S3 read failed for " \
-               f"s3://{BUCKET}/photos/" in final[0]
+        assert (
+            "current version unchanged: storage unavailable: S3 read failed for "
+            f"s3://{BUCKET}/photos/" in final[0]
+        )
         assert "timeout" in final[0].lower()
         assert "Traceback" not in final[0] and len(final[0]) < 600
         assert failed_after < 200  # bounded: FRUITS_S3_MAX_ATTEMPTS=2, 3 s timeouts

@@ -16,8 +16,14 @@ from tests.support import REPO_ROOT, shared_photos
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 WAIT_MS = 60_000
 
@@ -29,8 +35,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                      timeout=WAIT_MS)
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=WAIT_MS)
         try:
             yield chromium
         finally:
@@ -43,8 +48,10 @@ def page(browser, service_url):
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     # Only the service under test may be reached: anything else would mean a leak.
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
-        service_url) else route.abort())
+    page.route(
+        "**/*",
+        lambda route: route.continue_() if route.request.url.startswith(service_url) else route.abort(),
+    )
     page.goto(service_url + "/")
     try:
         yield page
@@ -53,8 +60,12 @@ def page(browser, service_url):
 
 
 def api_classify(url: str, name: str, data: bytes) -> httpx.Response:
-    return httpx.post(f"{url}/v1/classify", params={"top_k": 5},
-                      files={"file": (name, data, "application/octet-stream")}, timeout=60)
+    return httpx.post(
+        f"{url}/v1/classify",
+        params={"top_k": 5},
+        files={"file": (name, data, "application/octet-stream")},
+        timeout=60,
+    )
 
 
 def upload(page, path: Path) -> None:
@@ -69,7 +80,8 @@ def test_upload_shows_the_apis_top_classes(page, service_url):
     shown = page.locator("#results li.match")
     assert shown.count() == len(api["top_k"]) == 5
     assert [shown.nth(i).get_attribute("data-label") for i in range(shown.count())] == [
-        m["label"] for m in api["top_k"]]
+        m["label"] for m in api["top_k"]
+    ]
     assert page.get_attribute("#answer", "data-label") == api["label"]
     top = api["top_k"][0]
     first = shown.nth(0).inner_text()

@@ -24,11 +24,16 @@ def make_bundle(version: str | None = None, k: int = 3, d: int = 8) -> ArtifactB
     labels = np.array(["A", "A", "B", "B", "B"])
     return ArtifactBundle(
         manifest={"version": version or new_version_id(), "pca": {"k": k}, "feature_dim": d},
-        scaler_mean=rng.normal(size=d), scaler_scale=np.abs(rng.normal(size=d)),
-        pca_components=rng.normal(size=(k, d)), embeddings=rng.normal(size=(5, k)).astype("f4"),
-        labels=labels, sources=np.array([f"/x/{lbl}/{i}.jpg" for i, lbl in enumerate(labels)]),
-        classes=np.array(["A", "B"]), centroids=np.zeros((2, k), "f4"),
-        thresholds=np.array([1.0, 2.0]), catalog={"A": {"display_name": "Apple"}},
+        scaler_mean=rng.normal(size=d),
+        scaler_scale=np.abs(rng.normal(size=d)),
+        pca_components=rng.normal(size=(k, d)),
+        embeddings=rng.normal(size=(5, k)).astype("f4"),
+        labels=labels,
+        sources=np.array([f"/x/{lbl}/{i}.jpg" for i, lbl in enumerate(labels)]),
+        classes=np.array(["A", "B"]),
+        centroids=np.zeros((2, k), "f4"),
+        thresholds=np.array([1.0, 2.0]),
+        catalog={"A": {"display_name": "Apple"}},
     )
 
 

@@ -46,11 +46,14 @@ def test_bad_photo_gets_nan_row_and_error_others_unaffected(resnet):
 
 
 def test_random_weights_are_identical_across_processes(resnet):
-    code = ("from models.featurizer import *; "
-            f"print(build_featurizer(FeaturizerSpec('resnet50','random:0',{TEST_IMAGE_SIZE}))"
-            ".weights_sha256)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=300)
+    code = (
+        "from models.featurizer import *; "
+        f"print(build_featurizer(FeaturizerSpec('resnet50','random:0',{TEST_IMAGE_SIZE}))"
+        ".weights_sha256)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
     assert out.stdout.strip().splitlines()[-1] == resnet.weights_sha256
     other = build_featurizer(FeaturizerSpec("resnet50", "random:1", TEST_IMAGE_SIZE))
     assert other.weights_sha256 != resnet.weights_sha256
@@ -74,10 +77,15 @@ def test_pixels_baseline_is_resized_flattened_pixels():
     np.testing.assert_allclose(features[0], expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("featurizer,weights,size", [
-    ("vgg16", "imagenet", None), ("resnet50", "random:abc", None),
-    ("resnet50", "imagenet", 16), ("pixels:0", "", None),
-])
+@pytest.mark.parametrize(
+    "featurizer,weights,size",
+    [
+        ("vgg16", "imagenet", None),
+        ("resnet50", "random:abc", None),
+        ("resnet50", "imagenet", 16),
+        ("pixels:0", "", None),
+    ],
+)
 def test_bad_specs_are_refused(featurizer, weights, size):
     with pytest.raises(ValueError):
         FeaturizerSpec.parse(featurizer, weights, size)

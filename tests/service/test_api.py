@@ -9,10 +9,10 @@ from tests.conftest import LABELS
 from tests.support import shared_photos
 
 
-def post_photo(url: str, data: bytes, name: str = "photo.jpg", ctype: str = "image/jpeg",
-               **params) -> httpx.Response:
-    return httpx.post(f"{url}/v1/classify", files={"file": (name, data, ctype)}, params=params,
-                      timeout=60)
+def post_photo(
+    url: str, data: bytes, name: str = "photo.jpg", ctype: str = "image/jpeg", **params
+) -> httpx.Response:
+    return httpx.post(f"{url}/v1/classify", files={"file": (name, data, ctype)}, params=params, timeout=60)
 
 
 def test_classify_returns_the_documented_contract(service_url):

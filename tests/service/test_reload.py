@@ -20,8 +20,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def classify(url: str, photo: bytes) -> httpx.Response:
-    resp = httpx.post(f"{url}/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")},
-                      params={"top_k": 3}, timeout=60)
+    resp = httpx.post(
+        f"{url}/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")}, params={"top_k": 3}, timeout=60
+    )
     assert resp.status_code == 200, resp.text
     return resp
 
@@ -103,7 +104,10 @@ def test_hot_reload_swaps_good_versions_and_refuses_bad_ones(job_run, tmp_path):
         assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "forbidden"
         same = admin_reload(url, AUTH)
         assert same.status_code == 200 and same.json() == {
-            "status": "unchanged", "serving": v1, "current": v1}
+            "status": "unchanged",
+            "serving": v1,
+            "current": v1,
+        }
 
         # Each broken version is refused with a clear reason; v1 keeps answering exactly as before.
         for case, (edit, damage, reason) in BAD_BUNDLES.items():
