@@ -31,7 +31,10 @@ def list_images(config: JobConfig) -> pd.DataFrame:
 def images_frame(spark: SparkSession, listing: pd.DataFrame, config: JobConfig) -> DataFrame:
     """The listing as a DataFrame spread over enough partitions to keep every core busy."""
     parallelism = spark.sparkContext.defaultParallelism
-    partitions = max(parallelism, math.ceil(len(listing) / config.images_per_partition), 1)
+    # A whole number of waves of `parallelism` tasks, so no core idles while the last few
+    # photos of an unlucky partition are featurized alone (matters for small refreshes).
+    waves = max(1, math.ceil(len(listing) / (config.images_per_partition * parallelism)))
+    partitions = max(1, parallelism * waves)
     frame = (
         spark.createDataFrame(listing, schema=LISTING_SCHEMA)
         if len(listing)

@@ -64,9 +64,9 @@ def read_previous_features(
     if not files:
         return spark.createDataFrame([], schema=schema)
     frame = spark.createDataFrame(pd.DataFrame({"file": files}), schema="file string")
-    return frame.repartition(len(files)).mapInPandas(
-        partial(_read_feature_files, columns=columns), schema=schema
-    )
+    # One task per core, each reading several files: a Python task has a fixed start cost.
+    tasks = min(len(files), spark.sparkContext.defaultParallelism)
+    return frame.repartition(tasks).mapInPandas(partial(_read_feature_files, columns=columns), schema=schema)
 
 
 def _previous_version(config: JobConfig) -> tuple[str | None, dict | None, str]:
