@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import socket
@@ -33,6 +34,13 @@ def copy_photos(dest: Path, split: str, labels: list[str], per_class: int) -> Pa
         for photo in shared_photos(split, label)[:per_class]:
             shutil.copy(photo, dest / label / photo.name)
     return dest
+
+
+def encode(img, fmt: str, **kw) -> bytes:
+    """A Pillow image saved to bytes in `fmt` (test uploads in every format)."""
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
 
 
 def free_port() -> int:

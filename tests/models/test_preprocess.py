@@ -17,18 +17,12 @@ from models.preprocess import (
     preprocess_image,
     to_model_input,
 )
-from tests.support import shared_photos
+from tests.support import encode, shared_photos
 
 
 @pytest.fixture(scope="module")
 def photo() -> Image.Image:
     return Image.open(shared_photos("Test", "Banana")[0]).convert("RGB")
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
 
 
 def pixels(data: bytes, **kw) -> np.ndarray:

@@ -14,19 +14,13 @@ import pytest
 from PIL import Image
 
 from tests.conftest import LABELS
-from tests.support import shared_photos
+from tests.support import encode, shared_photos
 
 LIMIT = 10 * 1024 * 1024  # the service's default MAX_UPLOAD_BYTES
 
 
 def upright() -> Image.Image:
     return Image.open(shared_photos("Test", "Banana")[0]).convert("RGB")
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
