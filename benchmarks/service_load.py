@@ -25,7 +25,7 @@ import numpy as np
 
 from models.featurizer import FeaturizerSpec, build_featurizer
 from models.preprocess import preprocess_image
-from tests.support import REPO_ROOT, free_port, wait_ready
+from tests.support import REPO_ROOT, running_service
 
 TARGET_THROUGHPUT_RATIO = 0.7  # concurrency 16 vs the bare batch-32 featurizer
 TARGET_TAIL_RATIO = 1.5  # p99 / p50 at concurrency 1
@@ -169,19 +169,8 @@ def main() -> int:
         bare_runs = [bare_featurizer_rate(model, test_photos, args.bare_seconds)]
         print(f"bare featurizer, batch 32, {spec.image_size} px: {bare_runs[0]:.1f} img/s", flush=True)
 
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = open(Path(tmp) / "service.log", "wb")  # noqa: SIM115 - closed in finally
-        env = {**os.environ, "ARTIFACTS_URI": str(root), "LOG_LEVEL": "warning"}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_ready(url, server, timeout_s=300)
+        env = {"ARTIFACTS_URI": str(root), "LOG_LEVEL": "warning"}
+        with running_service(env, log_path=Path(tmp) / "service.log", ready_timeout_s=300) as (url, _):
             asyncio.run(load(url, blobs, 4, 40))  # warm-up, not measured
             results = []
             for conc in args.concurrency:
@@ -199,14 +188,6 @@ def main() -> int:
             # by other work; the faster of the two is the (stricter) reference.
             bare_runs.append(bare_featurizer_rate(model, test_photos, args.bare_seconds))
             print(f"bare featurizer again: {bare_runs[1]:.1f} img/s", flush=True)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
-            log.close()
 
     bare = max(bare_runs)
     print("\nsummary")

@@ -7,9 +7,11 @@ import io
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import httpx
@@ -43,6 +45,22 @@ def encode(img, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
+def png_declaring(width: int, height: int) -> bytes:
+    """A ~60-byte PNG whose header claims width x height (a decompression bomb's shape)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,7 +91,9 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 20) -> None:
 
 
 @contextlib.contextmanager
-def running_service(env: dict[str, str], log_path: Path | None = None, ready: bool = True):
+def running_service(
+    env: dict[str, str], log_path: Path | None = None, ready: bool = True, ready_timeout_s: float = 120
+):
     """Start `python -m service` (uvicorn) on a free loopback port; stop it afterwards."""
     port = free_port()
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
@@ -88,7 +108,7 @@ def running_service(env: dict[str, str], log_path: Path | None = None, ready: bo
     url = f"http://127.0.0.1:{port}"
     try:
         if ready:
-            wait_ready(url, proc)
+            wait_ready(url, proc, timeout_s=ready_timeout_s)
         yield url, proc
     finally:
         stop_process(proc)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from models.preprocess import (
     preprocess_image,
     to_model_input,
 )
-from tests.support import encode, shared_photos
+from tests.support import encode, png_declaring, shared_photos
 
 
 @pytest.fixture(scope="module")
@@ -103,24 +101,6 @@ def test_empty_scenes_are_flat_backdrops():
     assert scenes.shape == (27, 16, 16, 3)
     assert any((s == 255).all() for s in scenes)  # the white Fruits-360 backdrop
     assert all((s == s[0, 0]).all() for s in scenes)
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 @pytest.mark.parametrize(

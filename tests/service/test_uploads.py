@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import socket
 import struct
-import zlib
 from urllib.parse import urlsplit
 
 import httpx
@@ -14,30 +13,13 @@ import pytest
 from PIL import Image
 
 from tests.conftest import LABELS
-from tests.support import encode, shared_photos
+from tests.support import encode, png_declaring, shared_photos
 
 LIMIT = 10 * 1024 * 1024  # the service's default MAX_UPLOAD_BYTES
 
 
 def upright() -> Image.Image:
     return Image.open(shared_photos("Test", "Banana")[0]).convert("RGB")
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A ~60-byte PNG whose header claims width x height (a decompression bomb's shape)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + png_chunk(b"IEND", b"")
-    )
 
 
 def gif_declaring(width: int, height: int) -> bytes:
