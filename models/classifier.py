@@ -122,9 +122,6 @@ class Classifier:
         to_empty = pairwise_distances(z, self.empty_scenes).min(1)
         return [self._answer(d[i], dist[i], scores[i], top_k, float(to_empty[i])) for i in range(len(z))]
 
-    def classify_inputs(self, inputs: np.ndarray, top_k: int) -> list[Classification]:
-        return self.classify_embeddings(self.embed(inputs), top_k)
-
     def _answer(
         self, drow: np.ndarray, dist: np.ndarray, scores: np.ndarray, top_k: int, to_empty: float = np.inf
     ) -> Classification:
