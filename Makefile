@@ -9,7 +9,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL := 2
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help install test lint format demo bench bench-refresh bench-service compare clean
+.PHONY: help install test lint format demo bench bench-refresh bench-service compare robustness clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ bench-service: install ## load the real service (uvicorn) at concurrency 1 and 1
 
 compare: install ## pixels:20 vs resnet50 on ../shared/data (Training -> Test) -> docs/compare.md
 	$(PY) -m benchmarks.compare --data $(SHARED) --markdown docs/compare.md
+
+robustness: install ## phone-photo conditions over HTTP on ../shared/data Test -> docs/robustness.md (+ PNGs)
+	$(PY) -m benchmarks.robustness --data $(SHARED) $(ROBUSTNESS_ARGS)
 
 clean: ## remove generated outputs (not the venv)
 	rm -rf build out artifacts test-artifacts spark-warehouse .pytest_cache

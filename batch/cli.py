@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from batch.config import DEFAULT_VARIANCE, MAX_COMPONENTS, JobConfig
+from batch.config import DEFAULT_AUGMENT_VIEWS, DEFAULT_VARIANCE, MAX_COMPONENTS, JobConfig
+from models.augment import AugmentSpec
 from models.featurizer import DEFAULT_BATCH_SIZE, FeaturizerSpec
 
 
@@ -55,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
         "ETag are unchanged; featurize only new or changed photos; refit scaler + PCA",
     )
     p.add_argument(
+        "--augment",
+        type=int,
+        default=DEFAULT_AUGMENT_VIEWS,
+        metavar="N",
+        help=f"augmented views per training photo added to the reference set (rotation, scale, "
+        f"shift, light, blur, noise); 0 = none (default {DEFAULT_AUGMENT_VIEWS})",
+    )
+    p.add_argument("--augment-seed", type=int, default=0, help="seed of the augmented views")
+    p.add_argument(
         "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting (repeatable)"
     )
     return p
@@ -80,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         tf_threads=args.tf_threads,
         keep_versions=args.keep_versions,
         incremental=args.incremental,
+        augment=AugmentSpec(views=args.augment, seed=args.augment_seed),
         spark_conf=conf,
     )
 
@@ -93,7 +104,8 @@ def print_summary(result) -> None:
         + ("  [RANDOM weights: demo/test only]" if m["weights"]["random"] else "")
     )
     print(
-        f"  {m['counts']['featurized']} photos, {m['counts']['classes']} classes; "
+        f"  {m['counts']['featurized']} photos (+{m['counts']['augmented_rows']} augmented views), "
+        f"{m['counts']['classes']} classes; "
         f"PCA K={m['pca']['k']} keeps {m['pca']['explained_variance_kept']:.1%} of variance "
         f"({m['pca']['chosen_by']})"
     )

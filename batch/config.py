@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from models.augment import AugmentSpec
 from models.featurizer import DEFAULT_BATCH_SIZE, FeaturizerSpec
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -12,6 +13,9 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 DEFAULT_VARIANCE = 0.90
 # ...but never more than this many: bounds the bundle (N x K floats) and per-request search cost.
 MAX_COMPONENTS = 256
+# Augmented views per training photo in the reference set: the smallest number that meets the
+# robustness targets (docs/robustness.md); each view costs one more featurize pass.
+DEFAULT_AUGMENT_VIEWS = 2
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class JobConfig:
     keep_versions: int = 5
     progress_interval_s: float = 5.0  # seconds between console progress lines
     incremental: bool = False  # reuse the current version's features of unchanged photos
+    augment: AugmentSpec = field(default_factory=lambda: AugmentSpec(views=DEFAULT_AUGMENT_VIEWS))
     spark_conf: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):

@@ -9,11 +9,12 @@ from functools import partial
 import pandas as pd
 from pyspark.sql import DataFrame
 
-from models.featurizer import Featurizer, FeaturizerSpec, build_featurizer, featurize_bytes
+from models.augment import AugmentSpec
+from models.featurizer import Featurizer, FeaturizerSpec, build_featurizer, featurize_views
 from models.storage import StorageUnavailable, storage_for
 
 FEATURES_SCHEMA = (
-    "uri string, label string, etag string, sha256 string, "
+    "uri string, label string, etag string, sha256 string, view int, "
     "features array<float>, error_code string, error string, weights_sha256 string"
 )
 
@@ -28,7 +29,11 @@ def cached_featurizer(spec: FeaturizerSpec, threads: int | None) -> Featurizer:
 
 
 def _featurize_partition(
-    batches: Iterator[pd.DataFrame], spec: FeaturizerSpec, threads: int | None, batch_size: int
+    batches: Iterator[pd.DataFrame],
+    spec: FeaturizerSpec,
+    threads: int | None,
+    batch_size: int,
+    augment: AugmentSpec,
 ) -> Iterator[pd.DataFrame]:
     featurizer = cached_featurizer(spec, threads)
     for batch in batches:
@@ -41,22 +46,43 @@ def _featurize_partition(
             except Exception as exc:  # one unreadable file must not fail the job
                 photos.append(b"")
                 read_errors[i] = f"cannot read: {type(exc).__name__}: {exc}"
-        features, errors = featurize_bytes(featurizer, photos, batch_size=batch_size)
+        features, errors = featurize_views(featurizer, photos, batch_size=batch_size, augment=augment)
         out = batch[["uri", "label", "etag"]].copy()
         out["sha256"] = [hashlib.sha256(p).hexdigest() for p in photos]
-        out["features"] = [None if err else row for row, err in zip(features, errors, strict=True)]
         out["error_code"] = [
             "unreadable" if i in read_errors else (err.code if err else None) for i, err in enumerate(errors)
         ]
         out["error"] = [read_errors.get(i) or (err.message if err else None) for i, err in enumerate(errors)]
         # Carried per row so the driver can prove every executor ran the same weights.
         out["weights_sha256"] = featurizer.weights_sha256
+        # One row per view (0 = the photo itself); a photo that failed keeps only its view 0.
+        rows = []
+        for v in range(features.shape[1]):
+            part = out.copy()
+            part["view"] = v
+            part["features"] = [None if err else row for row, err in zip(features[:, v], errors, strict=True)]
+            rows.append(part if v == 0 else part[part["error_code"].isna()])
+        out = pd.concat(rows, ignore_index=True)[[f.split()[0] for f in FEATURES_SCHEMA.split(", ")]]
         yield out
 
 
 def featurize_images(
-    images: DataFrame, spec: FeaturizerSpec, *, threads: int | None, batch_size: int
+    images: DataFrame,
+    spec: FeaturizerSpec,
+    *,
+    threads: int | None,
+    batch_size: int,
+    augment: AugmentSpec | None = None,
 ) -> DataFrame:
-    """uri, label, etag -> + sha256, features (NULL when skipped), error_code, error."""
-    fn = partial(_featurize_partition, spec=spec, threads=threads, batch_size=batch_size)
+    """uri, label, etag -> + sha256, view, features (NULL when skipped), error_code, error.
+
+    One row per photo and view: view 0 is the photo, 1..augment.views its augmented views.
+    """
+    fn = partial(
+        _featurize_partition,
+        spec=spec,
+        threads=threads,
+        batch_size=batch_size,
+        augment=augment or AugmentSpec(),
+    )
     return images.mapInPandas(fn, schema=FEATURES_SCHEMA)

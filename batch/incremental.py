@@ -16,12 +16,14 @@ from pyspark.sql import functions as F
 from batch.config import JobConfig
 from batch.featurize import featurize_images
 from batch.images import images_frame
+from models.augment import AugmentSpec
 from models.bundle import FEATURES_DIR, current_version, read_manifest, version_uri
+from models.preprocess import PREPROCESSING_VERSION
 from models.storage import join, storage_for
 
 log = logging.getLogger("batch")
 
-PREVIOUS_SCHEMA = "uri string, label string, etag string, sha256 string, features array<float>"
+PREVIOUS_SCHEMA = "uri string, label string, etag string, sha256 string, view int, features array<float>"
 # A photo's features are reused when its URI and ETag are both unchanged. On S3 the ETag of a
 # single-part upload is the MD5 of its bytes; locally it is mtime+size: both change with the
 # content.
@@ -54,7 +56,7 @@ def read_previous_features(
     spark: SparkSession, root: str, version: str, columns: list[str] | None = None
 ) -> DataFrame:
     """A version's features Parquet, read by the executors through the storage layer (no S3A)."""
-    columns = columns or ["uri", "label", "etag", "sha256", "features"]
+    columns = columns or ["uri", "label", "etag", "sha256", "view", "features"]
     schema = ", ".join(f for f in PREVIOUS_SCHEMA.split(", ") if f.split()[0] in columns)
     files = [
         f.uri
@@ -81,6 +83,10 @@ def _previous_version(config: JobConfig) -> tuple[str | None, dict | None, str]:
             None,
             (f"previous version {version} used featurizer {manifest.get('featurizer')}: full run"),
         )
+    if manifest.get("preprocessing", {}).get("version") != PREPROCESSING_VERSION:
+        return version, None, f"previous version {version} used other preprocessing: full run"
+    if AugmentSpec.from_dict(manifest.get("augment") or {}) != config.augment:
+        return version, None, f"previous version {version} used other augmented views: full run"
     return version, manifest, ""
 
 
@@ -94,7 +100,11 @@ def refresh_features(
 
     def featurize(rows: pd.DataFrame) -> DataFrame:
         return featurize_images(
-            images_frame(spark, rows, config), config.spec, threads=threads, batch_size=config.batch_size
+            images_frame(spark, rows, config),
+            config.spec,
+            threads=threads,
+            batch_size=config.batch_size,
+            augment=config.augment,
         )
 
     if not config.incremental:
@@ -120,6 +130,7 @@ def refresh_features(
         "label",
         "etag",
         "sha256",
+        "view",
         "features",
         F.lit(None).cast("string").alias("error_code"),
         F.lit(None).cast("string").alias("error"),

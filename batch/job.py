@@ -34,7 +34,8 @@ from models.bundle import (
     write_version,
 )
 from models.catalog import build_catalog, load_overrides
-from models.scoring import calibrate, class_centroids
+from models.preprocess import PREPROCESSING_VERSION
+from models.scoring import calibrate
 from models.storage import StorageError, storage_for
 
 log = logging.getLogger("batch")
@@ -141,7 +142,9 @@ def _run(spark: SparkSession, config: JobConfig, version: str, stages: _Stages) 
             status = stages.run(
                 "featurize",
                 n,
-                lambda: featurized.select("uri", "label", "error_code", "error", "weights_sha256").toPandas(),
+                lambda: featurized.select(
+                    "uri", "label", "view", "error_code", "error", "weights_sha256"
+                ).toPandas(),
             )
         skipped = (
             status[status["error_code"].notna()]
@@ -149,7 +152,7 @@ def _run(spark: SparkSession, config: JobConfig, version: str, stages: _Stages) 
             .rename(columns={"error_code": "code"})
         )
         skipped_rows = skipped.to_dict("records")
-        ok_status = status[status["error_code"].isna()]
+        ok_status = status[status["error_code"].isna()]  # one row per photo and view
         if ok_status.empty:
             raise JobError(f"none of the {n} photos could be featurized")
         weights = ok_status["weights_sha256"].unique().tolist()
@@ -219,11 +222,14 @@ def _assemble(
 ) -> ArtifactBundle:
     labels = embedded["label"].to_numpy().astype(str)
     sources = embedded["uri"].to_numpy().astype(str)
+    views = embedded["view"].to_numpy().astype(np.int16)
     embeddings = np.stack(embedded["embedding"].to_numpy()).astype(np.float32)
     classes = np.array(sorted(set(labels.tolist())))
     label_idx = np.searchsorted(classes, labels)
-    calibration = calibrate(embeddings, label_idx, len(classes))
-    counts = pd.Series(labels).value_counts().sort_index()
+    photo_idx = np.unique(sources, return_inverse=True)[1]
+    calibration = calibrate(embeddings, label_idx, len(classes), groups=photo_idx, views=views)
+    photos = int((views == 0).sum())
+    counts = pd.Series(labels[views == 0]).value_counts().sort_index()
     explained = projection.explained_variance
     manifest = {
         "version": version,
@@ -239,41 +245,43 @@ def _assemble(
         "image_size": spec.image_size,
         "preprocessing": {
             "function": "models.preprocess.preprocess_image",
-            "steps": [
-                "decode (format from bytes)",
-                "first frame",
-                "EXIF orientation",
-                "RGB; alpha composited on white",
-                "pad to square on white",
-                f"bilinear resize to {spec.image_size}x{spec.image_size}",
-                "float32 [0,255]"
-                + (
-                    ", then ResNet50 caffe preprocess_input" if spec.kind == "resnet50" else ", /255, flatten"
-                ),
-            ],
+            "version": PREPROCESSING_VERSION,
+            "doc": "models/preprocess.py: decode, frame the fruit (models/objects.py), resize",
         },
+        "augment": config.augment.to_dict(),
         "feature_dim": int(projection.components.shape[1]),
-        "scaler": {"with_mean": True, "with_std": True, "fitted_with": "pyspark.ml StandardScaler"},
+        "scaler": {
+            "with_mean": True,
+            "with_std": True,
+            "fitted_with": "batch.fit (Spark-aggregated moments)",
+        },
         "pca": {
             "k": projection.k,
             "chosen_by": projection.chosen_by,
             "variance_target": config.variance,
             "explained_variance_ratio": [round(float(v), 6) for v in explained],
             "explained_variance_kept": round(float(explained[: projection.k].sum()), 6),
-            "fitted_with": "pyspark.ml PCA",
+            "fitted_with": "batch.fit: Spark-aggregated X^T X, numpy eigh on the driver (= pyspark.ml PCA)",
         },
         "calibration": {
-            "rule": "known if distance to the class's nearest training photo <= threshold; "
-            "threshold = margin x percentile of leave-one-out same-class NN distances",
+            "rule": "known if distance to the class's nearest training row <= threshold, "
+            "nearer than an empty scene, and confidence >= min_confidence; threshold = margin x "
+            "percentile of leave-one-photo-out same-class NN distances",
             "percentile": calibration.percentile,
             "margin": calibration.margin,
             "temperature": calibration.temperature,
+            "temperature_fitted_on": f"{calibration.held_out} leave-one-photo-out answers (NLL)",
+            "held_out_ece": round(calibration.held_out_ece, 4),
+            "min_confidence": calibration.min_confidence,
+            "view_distance_factor": calibration.view_factor,
         },
         "counts": {
-            "listed": len(embedded) + len(skipped),
-            "featurized": len(embedded),
+            "listed": photos + len(skipped),
+            "featurized": photos,
             "skipped": len(skipped),
             "classes": len(classes),
+            "rows": len(embedded),
+            "augmented_rows": len(embedded) - photos,
         },
         "class_counts": {k: int(v) for k, v in counts.items()},
         "skipped": skipped,
@@ -295,8 +303,8 @@ def _assemble(
         embeddings=embeddings,
         labels=labels,
         sources=sources,
+        views=views,
         classes=classes,
-        centroids=class_centroids(embeddings, label_idx, len(classes)),
         thresholds=calibration.thresholds,
         catalog=catalog,
     )

@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from models.bundle import ArtifactBundle, version_uri
-from models.scoring import class_distances
+from models.scoring import class_distances, expected_calibration_error, scores_from_distances, view_scale
 from models.storage import Storage, join, storage_for
 
 log = logging.getLogger("batch.report")
@@ -21,15 +21,58 @@ REPORT_DIR = "report"
 INDEX = "index.html"
 
 
+def held_out_answers(bundle: ArtifactBundle) -> tuple[np.ndarray, np.ndarray]:
+    """Class distances of every training photo classified against the OTHER photos (its own
+    augmented views left out too), exactly as the service classifies a new photo; and the
+    photos' true classes."""
+    originals = bundle.views == 0
+    label_idx, groups = bundle.label_idx, bundle.photo_idx
+    dist, _ = class_distances(
+        bundle.embeddings[originals],
+        bundle.embeddings,
+        label_idx,
+        len(bundle.classes),
+        query_groups=groups[originals],
+        row_groups=groups,
+        row_scale=view_scale(bundle.views, float(bundle.manifest["calibration"]["view_distance_factor"])),
+    )
+    return dist, label_idx[originals]
+
+
 def leave_one_out_accuracy(bundle: ArtifactBundle) -> tuple[float, np.ndarray]:
-    """Share of training photos whose nearest class, with the photo itself left out, is their
-    own; and the per-class share. A class with one photo can never be right."""
-    n_classes = len(bundle.classes)
-    label_idx = bundle.label_idx
-    dist, _ = class_distances(bundle.embeddings, bundle.embeddings, label_idx, n_classes, exclude_self=True)
-    correct = dist.argmin(1) == label_idx
-    per_class = np.array([correct[label_idx == c].mean() for c in range(n_classes)])
+    """Share of training photos whose nearest class, with the photo and its augmented views
+    left out, is their own; and the per-class share. A class with one photo can never be right."""
+    dist, truth = held_out_answers(bundle)
+    correct = dist.argmin(1) == truth
+    per_class = np.array([correct[truth == c].mean() for c in range(len(bundle.classes))])
     return float(correct.mean()), per_class
+
+
+def reliability_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], bins: int = 15) -> bytes:
+    """Accuracy against confidence in equal-width bins, one line per named set of answers
+    (confidence, correct); the diagonal is perfect calibration. ECE in the legend."""
+    fig = Figure(figsize=(6, 5))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    edges = np.linspace(0, 1, bins + 1)
+    for name, (confidence, correct) in curves.items():
+        which = np.minimum((np.asarray(confidence) * bins).astype(int), bins - 1)
+        xs, ys = [], []
+        for b in range(bins):
+            inside = which == b
+            if inside.sum() >= 5:  # a bin of one or two answers says nothing
+                xs.append(float(np.mean(np.asarray(confidence)[inside])))
+                ys.append(float(np.mean(np.asarray(correct)[inside])))
+        ece = expected_calibration_error(confidence, correct, bins)
+        ax.plot(xs, ys, marker="o", label=f"{name} (ECE {ece:.3f}, n={len(confidence)})")
+    ax.set_xticks(edges[::3])
+    ax.set_xlabel("confidence (score of the top answer)")
+    ax.set_ylabel("share of answers that are right")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Reliability diagram")
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(fig)
 
 
 def _png(fig: Figure) -> bytes:
@@ -123,7 +166,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_html(bundle: ArtifactBundle, loo: float, loo_per_class: np.ndarray, images: dict[str, str]) -> str:
+def render_html(
+    bundle: ArtifactBundle, loo: float, loo_per_class: np.ndarray, images: dict[str, str], ece: float
+) -> str:
     m = bundle.manifest
     e = html.escape
     weights = m["weights"]
@@ -174,6 +219,16 @@ def render_html(bundle: ArtifactBundle, loo: float, loo_per_class: np.ndarray, i
                 "leave-one-out nearest-class accuracy",
                 f'<span id="loo-accuracy" data-value="{loo:.6f}">{loo:.1%}</span>',
             ],
+            [
+                "augmented views",
+                f"{m['augment']['views']} per photo, {m['counts']['rows']} reference rows",
+            ],
+            [
+                "score calibration",
+                f"temperature {m['calibration']['temperature']:.4g}; expected calibration error "
+                f'<span id="ece" data-value="{ece:.6f}">{ece:.3f}</span> (15 bins, held-out training '
+                f"photos); answers below confidence {m['calibration']['min_confidence']} are unknown",
+            ],
         ],
     )
     figures = "".join(
@@ -214,6 +269,11 @@ def write_report(root: str, bundle: ArtifactBundle, storage: Storage | None = No
     m = bundle.manifest
     target = join(version_uri(root, bundle.version), REPORT_DIR)
     loo, loo_per_class = leave_one_out_accuracy(bundle)
+    dist, truth = held_out_answers(bundle)
+    scores = scores_from_distances(dist, float(m["calibration"]["temperature"]))
+    confidence, correct = scores.max(1), scores.argmax(1) == truth
+    ece = expected_calibration_error(confidence, correct)
+    m["calibration"]["training_photos_ece"] = round(ece, 4)
     pngs = {
         "explained_variance.png": (
             "Explained variance by number of components, chosen K marked",
@@ -226,11 +286,15 @@ def write_report(root: str, bundle: ArtifactBundle, storage: Storage | None = No
             "Embeddings on the first two PCA components, coloured by class",
             projection_plot(bundle.embeddings, bundle.label_idx, bundle.classes.tolist()),
         ),
+        "reliability.png": (
+            "Reliability of the scores: training photos classified leave-one-photo-out",
+            reliability_plot({"training photos, held out": (confidence, correct)}),
+        ),
         "stages.png": ("Time and images/s per stage", stages_plot(m["stages"])),
     }
     for name, (_, data) in pngs.items():
         storage.write_bytes(join(target, name), data)
-    page = render_html(bundle, loo, loo_per_class, {n: alt for n, (alt, _) in pngs.items()})
+    page = render_html(bundle, loo, loo_per_class, {n: alt for n, (alt, _) in pngs.items()}, ece)
     index = join(target, INDEX)
     storage.write_bytes(index, page.encode("utf-8"))
     log.info("report written to %s (leave-one-out accuracy %.1f%%)", index, 100 * loo)

@@ -18,13 +18,14 @@ from models.bundle import FEATURES_DIR, version_uri
 from models.scoring import project
 from models.storage import join, storage_for
 
-OUTPUT_SCHEMA = "uri string, label string, embedding array<float>, file string"
+OUTPUT_SCHEMA = "uri string, label string, view int, embedding array<float>, file string"
 _FEATURES_ARROW = pa.schema(
     [
         ("uri", pa.string()),
         ("label", pa.string()),
         ("etag", pa.string()),
         ("sha256", pa.string()),
+        ("view", pa.int32()),
         ("features", pa.list_(pa.float32())),
     ]
 )
@@ -44,7 +45,15 @@ def _project_and_write_partition(
     uri = join(target, f"part-{ctx.partitionId() if ctx else 0:05d}.parquet")
     storage_for(uri).write_bytes(uri, buf.getvalue())
     z = project(np.stack(batch["features"].to_numpy()), p.mean, p.scale, p.components)
-    yield pd.DataFrame({"uri": batch["uri"], "label": batch["label"], "embedding": list(z), "file": uri})
+    yield pd.DataFrame(
+        {
+            "uri": batch["uri"],
+            "label": batch["label"],
+            "view": batch["view"],
+            "embedding": list(z),
+            "file": uri,
+        }
+    )
 
 
 def project_and_write(
@@ -53,10 +62,10 @@ def project_and_write(
     """One pass on the executors: each partition writes its features as Parquet through the
     storage layer (local or S3, no S3A) and projects them with models.scoring.project, the
     service's own function. Only N x K floats reach the driver, sorted by URI for a
-    deterministic bundle. Returns (uri, label, embedding) rows and the Parquet files written."""
+    deterministic bundle. Returns (uri, label, view, embedding) rows and the Parquet files written."""
     target = join(version_uri(root, version), FEATURES_DIR)
     fn = partial(_project_and_write_partition, p=projection, target=target)
     cols = features.select(*_FEATURES_ARROW.names)
     rows = cols.mapInPandas(fn, schema=OUTPUT_SCHEMA).toPandas()
     files = sorted(set(rows.pop("file")))
-    return rows.sort_values("uri", kind="stable").reset_index(drop=True), files
+    return rows.sort_values(["uri", "view"], kind="stable").reset_index(drop=True), files

@@ -82,7 +82,7 @@ def main() -> None:
     z_test, z_other = embed(photos), embed(list(others.values()))
     label_idx = bundle.label_idx
     print(
-        f"bundle {bundle.version}: {len(classes)} classes, {len(label_idx)} training photos, "
+        f"bundle {bundle.version}: {len(classes)} classes, {int((bundle.views == 0).sum())} training photos, "
         f"{len(photos)} Test photos, {len(others)} not-fruit images"
     )
     print(f"{'percentile':>10} {'margin':>6} {'false-unknown':>14} {'top1-acc':>9} {'not-fruit known':>16}")
@@ -95,7 +95,16 @@ def main() -> None:
         (100, 1.5),
         (99, 2.0),
     ]:
-        cal = calibrate(bundle.embeddings, label_idx, len(classes), percentile=percentile, margin=margin)
+        cal = calibrate(
+            bundle.embeddings,
+            label_idx,
+            len(classes),
+            groups=bundle.photo_idx,
+            views=bundle.views,
+            view_factor=float(bundle.manifest["calibration"]["view_distance_factor"]),
+            percentile=percentile,
+            margin=margin,
+        )
         clf.bundle.thresholds = cal.thresholds
         test = clf.classify_embeddings(z_test, 1)
         other = clf.classify_embeddings(z_other, 1)

@@ -27,18 +27,19 @@ POINTER = "CURRENT"
 MANIFEST = "manifest.json"
 CATALOG = "catalog.json"
 FEATURES_DIR = "features"
-FORMAT_VERSION = 1
+# 2: object-centred preprocessing, augmented views (the `views` array), calibrated scores.
+FORMAT_VERSION = 2
 
 # name -> (description, dtype kind): the arrays every bundle carries.
 ARRAY_FILES = {
     "scaler_mean": "StandardScaler mean, (D,)",
     "scaler_scale": "StandardScaler std, (D,); 0 for constant columns",
     "pca_components": "PCA components, (K, D), rows ordered by explained variance",
-    "embeddings": "training photos projected by scaler+PCA, (N, K)",
-    "labels": "class label of each training photo, (N,)",
-    "sources": "URI of each training photo, (N,)",
+    "embeddings": "training rows projected by scaler+PCA, (N, K)",
+    "labels": "class label of each row, (N,)",
+    "sources": "URI of the training photo each row comes from, (N,)",
+    "views": "0 for the photo itself, v >= 1 for its v-th augmented view, (N,)",
     "classes": "sorted class labels, (C,)",
-    "centroids": "mean embedding per class, (C, K)",
     "thresholds": "per-class 'known' distance threshold, (C,)",
 }
 
@@ -68,8 +69,8 @@ class ArtifactBundle:
     embeddings: np.ndarray
     labels: np.ndarray
     sources: np.ndarray
+    views: np.ndarray
     classes: np.ndarray
-    centroids: np.ndarray
     thresholds: np.ndarray
     catalog: dict = field(default_factory=dict)
 
@@ -80,6 +81,11 @@ class ArtifactBundle:
     @property
     def label_idx(self) -> np.ndarray:
         return np.searchsorted(self.classes, self.labels)
+
+    @property
+    def photo_idx(self) -> np.ndarray:
+        """The photo each row comes from, as an integer id (a photo's views share it)."""
+        return np.unique(self.sources, return_inverse=True)[1]
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in ARRAY_FILES}
@@ -94,7 +100,7 @@ class ArtifactBundle:
             (self.scaler_scale.shape == (d,), f"scaler_scale must be ({d},)"),
             (self.embeddings.shape == (n, k), f"embeddings must be ({n}, {k})"),
             (self.sources.shape == (n,), f"sources must be ({n},)"),
-            (self.centroids.shape == (c, k), f"centroids must be ({c}, {k})"),
+            (self.views.shape == (n,), f"views must be ({n},)"),
             (self.thresholds.shape == (c,), f"thresholds must be ({c},)"),
             (n > 0 and c > 0, "the bundle holds no training photos"),
             (list(self.classes) == sorted(set(self.classes.tolist())), "classes must be sorted"),
@@ -174,6 +180,11 @@ def read_bundle(root: str, version: str | None = None, *, storage: Storage | Non
     if version is None:
         raise BundleError(f"no bundle published under {root} (no {POINTER} file)")
     manifest = read_manifest(root, version, storage)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"version {version} has bundle format {manifest.get('format_version')}; this code reads "
+            f"format {FORMAT_VERSION} (object-centred preprocessing): rebuild it with the job"
+        )
     vdir = version_uri(root, version)
     files = manifest.get("files", {})
     loaded: dict[str, object] = {}

@@ -9,13 +9,19 @@ import numpy as np
 from models.bundle import ArtifactBundle, BundleError
 from models.catalog import fallback_info
 from models.featurizer import Featurizer, FeaturizerSpec
-from models.preprocess import DEFAULT_MAX_PIXELS, empty_scene_inputs, preprocess_image
+from models.preprocess import (
+    DEFAULT_MAX_PIXELS,
+    PREPROCESSING_VERSION,
+    empty_scene_inputs,
+    preprocess_image,
+)
 from models.scoring import (
     class_members,
     min_per_class,
     pairwise_distances,
     project,
     scores_from_distances,
+    view_scale,
 )
 
 RANDOM_WEIGHTS_WARNING = (
@@ -65,6 +71,12 @@ def check_compatible(bundle: ArtifactBundle, featurizer: Featurizer) -> None:
             f"bundle {bundle.version} was built with weights {bundle.manifest['weights']['sha256'][:12]}, "
             f"the service's model has {featurizer.weights_sha256[:12]}"
         )
+    made_by = bundle.manifest.get("preprocessing", {}).get("version")
+    if made_by != PREPROCESSING_VERSION:
+        raise BundleError(
+            f"bundle {bundle.version} was built with preprocessing {made_by}, "
+            f"the service runs {PREPROCESSING_VERSION}"
+        )
     if featurizer.dim != bundle.pca_components.shape[1]:
         raise BundleError(f"bundle {bundle.version}: feature size differs from the model's")
 
@@ -88,6 +100,9 @@ class Classifier:
         self._classes = bundle.classes.tolist()
         self._members = class_members(bundle.label_idx, len(self._classes))
         self._temperature = float(bundle.manifest["calibration"]["temperature"])
+        self._min_confidence = float(bundle.manifest["calibration"]["min_confidence"])
+        factor = float(bundle.manifest["calibration"]["view_distance_factor"])
+        self._row_scale = view_scale(bundle.views, factor)
         # Where the model puts photos of a bare backdrop (white as in Fruits-360, black, ...): a
         # photo nearer to one of them than to every class shows no fruit (a blank page, text on
         # paper, a covered lens), however wide a class's threshold. Derived from the model
@@ -115,7 +130,7 @@ class Classifier:
         return project(self.features(inputs), b.scaler_mean, b.scaler_scale, b.pca_components)
 
     def classify_embeddings(self, z: np.ndarray, top_k: int) -> list[Classification]:
-        d = pairwise_distances(z, self.bundle.embeddings)
+        d = pairwise_distances(z, self.bundle.embeddings) * self._row_scale[None, :]
         dist, _ = min_per_class(d, self._members)
         scores = scores_from_distances(dist, self._temperature)
         top_k = min(top_k, len(self._classes))
@@ -129,18 +144,33 @@ class Classifier:
         matches = []
         for c in order:
             members = self._members[c]
-            near = members[np.argsort(drow[members], kind="stable")[: self.n_examples]]
-            label = self._classes[c]
             matches.append(
                 ClassMatch(
-                    label=label,
+                    label=self._classes[c],
                     score=float(scores[c]),
                     distance=float(dist[c]),
                     threshold=float(self.bundle.thresholds[c]),
-                    info=self.bundle.catalog.get(label) or fallback_info(label),
-                    examples=[Example(str(self.bundle.sources[j]), float(drow[j])) for j in near],
+                    info=self.bundle.catalog.get(self._classes[c]) or fallback_info(self._classes[c]),
+                    examples=self._examples(members[np.argsort(drow[members], kind="stable")], drow),
                 )
             )
         best = matches[0]
-        known = best.distance <= best.threshold and best.distance < to_empty
+        known = (
+            best.distance <= best.threshold
+            and best.distance < to_empty
+            and best.score >= self._min_confidence
+        )
         return Classification(label=best.label, known=known, top_k=matches)
+
+    def _examples(self, ranked: np.ndarray, drow: np.ndarray) -> list[Example]:
+        """The nearest distinct training photos: a photo's augmented views point to it once."""
+        out: list[Example] = []
+        seen: set[str] = set()
+        for j in ranked:
+            source = str(self.bundle.sources[j])
+            if source not in seen:
+                seen.add(source)
+                out.append(Example(source, float(drow[j])))
+                if len(out) == self.n_examples:
+                    break
+        return out

@@ -10,7 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
-from models.preprocess import ImageError, preprocess_image
+from models.augment import AugmentSpec, augmented_views
+from models.preprocess import ImageError, open_for_model, to_model_input
 
 DEFAULT_IMAGE_SIZE = 224  # the size ResNet50 was trained at
 DEFAULT_BATCH_SIZE = 32
@@ -130,20 +131,52 @@ def build_featurizer(spec: FeaturizerSpec, *, threads: int | None = None) -> Fea
 def featurize_bytes(
     featurizer: Featurizer, photos: list[bytes], *, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> tuple[np.ndarray, list[ImageError | None]]:
-    """Featurize many photos; a photo that cannot be decoded gets a NaN row and its error."""
+    """Featurize many photos: (len(photos), dim), NaN rows for the ones that cannot be decoded,
+    and one error (or None) per photo."""
+    features, errors = featurize_views(featurizer, photos, batch_size=batch_size)
+    return features[:, 0], errors
+
+
+def featurize_views(
+    featurizer: Featurizer,
+    photos: list[bytes],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    augment: AugmentSpec | None = None,
+) -> tuple[np.ndarray, list[ImageError | None]]:
+    """Featurize many photos, each as itself then as its `augment.views` extra views.
+
+    Returns (len(photos), 1 + views, dim) features and one error per photo: a photo that
+    cannot be decoded gets NaN rows and its error. Every view goes through the same
+    `to_model_input` as the photo itself, the function the service runs.
+    """
     size = featurizer.spec.image_size
-    out = np.full((len(photos), featurizer.dim), np.nan, dtype=np.float32)
+    augment = augment or AugmentSpec()
+    per_photo = 1 + augment.views
+    out = np.full((len(photos), per_photo, featurizer.dim), np.nan, dtype=np.float32)
     errors: list[ImageError | None] = [None] * len(photos)
-    for start in range(0, len(photos), batch_size):
-        arrays, rows = [], []
-        for i in range(start, min(start + batch_size, len(photos))):
-            try:
-                arrays.append(preprocess_image(photos[i], size))
-                rows.append(i)
-            except ImageError as exc:
-                errors[i] = exc
-        if arrays:
-            out[rows] = featurizer.embed(np.stack(arrays))
+    pending: list[np.ndarray] = []
+    slots: list[tuple[int, int]] = []
+
+    def flush() -> None:
+        if pending:
+            rows, views = zip(*slots, strict=True)
+            out[list(rows), list(views)] = featurizer.embed(np.stack(pending))
+            pending.clear()
+            slots.clear()
+
+    for i, photo in enumerate(photos):
+        try:
+            img = open_for_model(photo, size)
+        except ImageError as exc:
+            errors[i] = exc
+            continue
+        for v, view in enumerate([img, *augmented_views(img, photo, augment)]):
+            pending.append(to_model_input(view, size))
+            slots.append((i, v))
+            if len(pending) >= batch_size:
+                flush()
+    flush()
     return out, errors
 
 

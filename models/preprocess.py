@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from models.objects import (
+    WORK_SIDE,
+    FoundObject,
+    find_object,
+    largest_region,
+    white_balance_gains,
+)
+
+# Changes whenever the pixels a photo becomes change: bundles record it, the service and an
+# incremental refresh refuse features made by another version.
+PREPROCESSING_VERSION = "object-centred-1"
 
 # Formats we accept, detected from the bytes (never from a file name or content type).
 # MPO is what many phone cameras write: a JPEG with extra frames.
@@ -99,16 +113,169 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def to_model_input(img: Image.Image, size: int) -> np.ndarray:
-    """Pad to a white square (keeps the fruit's shape) and resize to size x size float32 RGB."""
-    width, height = img.size
-    if width != height:
-        side = max(width, height)
-        canvas = Image.new("RGB", (side, side), BACKGROUND)
-        canvas.paste(img, ((side - width) // 2, (side - height) // 2))
-        img = canvas
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    return np.asarray(img, dtype=np.float32)
+    """Frame the fruit (see frame_object) and resize to size x size float32 RGB in [0, 255].
+
+    With a fruit found: cut it out onto white at the model's resolution, re-frame it on the
+    mask drawn there (the thumbnail's box is a pixel or two coarse), and turn an elongated
+    fruit upright. Without one: the whole photo, padded to a white square.
+    """
+    return _soften(_framed(img, size), size)
+
+
+# Every model input is slightly blurred (sigma INPUT_BLUR px at 224 px, scaled with the side):
+# detail finer than a phone's focus, noise and JPEG blocks hold no fruit, and the random-weight
+# features otherwise react to it (defocus, motion blur and sensor noise rows gained 3-5 points,
+# clean gained a little; docs/robustness.md).
+INPUT_BLUR = 1.0
+
+
+def _soften(rgb: np.ndarray, size: int) -> np.ndarray:
+    sigma = INPUT_BLUR * size / 224
+    return ndimage.gaussian_filter(rgb, (sigma, sigma, 0)).astype(np.float32) if sigma > 0 else rgb
+
+
+def _framed(img: Image.Image, size: int) -> np.ndarray:
+    framing = frame_object(img)
+    if framing.gains is not None:
+        img = img.point([min(255, round(v * g)) for g in framing.gains for v in range(256)])
+    if framing.found is None:
+        return np.asarray(_square_on_white(img, framing.square, size), dtype=np.float32)
+    rgb, mask = _cut_out(img, framing, framing.square, framing.mask_square, size)
+    box = _mask_box(mask)
+    if box is not None:
+        square = _inner_square(framing.square, box, size)
+        mask_square = _inner_square(framing.mask_square, box, size)
+        rgb, mask = _cut_out(img, framing, square, mask_square, size)
+    alpha = ndimage.gaussian_filter(mask.astype(np.float32), 0.6)[..., None]
+    rgb = rgb * alpha + np.float32(255.0) * (1.0 - alpha)
+    return _turn_upright(rgb, mask, size)
+
+
+# An elongated fruit (banana, carrot, pepper, pear) is turned so that its long axis stands
+# vertical, a photo of it at any angle then reaches the model as the studio shots do. A mask
+# whose principal axes differ by less than this ratio is round enough to leave as it is.
+ELONGATION = 1.25
+# The axis points to the fruit's heavier end when the shape is lopsided enough to tell;
+# otherwise the smaller of the two turns is taken.
+LOPSIDED = 0.15
+
+
+def _turn_upright(rgb: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 20:
+        return rgb.astype(np.float32)
+    (minor, major), vectors = np.linalg.eigh(np.cov(np.stack([xs, ys]).astype(np.float64)))
+    if major < ELONGATION**2 * max(minor, 1e-9):
+        return rgb.astype(np.float32)
+    axis = vectors[:, 1]
+    along = (xs - xs.mean()) * axis[0] + (ys - ys.mean()) * axis[1]
+    skew = float((along**3).mean() / max((along**2).mean(), 1e-9) ** 1.5)
+    if abs(skew) >= LOPSIDED:
+        axis = axis if skew > 0 else -axis
+    elif axis[1] < 0:  # keep the turn under 90 degrees
+        axis = -axis
+    # Degrees counter-clockwise (as Pillow turns) that bring the axis to point down (+y).
+    turn = float(np.degrees(np.arctan2(axis[1], axis[0]))) - 90.0
+    if abs(turn) < 1.0:
+        return rgb.astype(np.float32)
+    photo = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    photo = photo.rotate(turn, Image.Resampling.BILINEAR, expand=True, fillcolor=BACKGROUND)
+    turned = Image.fromarray(mask.astype(np.uint8) * 255).rotate(turn, Image.Resampling.NEAREST, expand=True)
+    box = turned.getbbox()
+    if box is None:
+        return rgb.astype(np.float32)
+    left, top, right, bottom = box
+    side = max(right - left, bottom - top) * (1 + 2 * OBJECT_MARGIN)
+    square = ((left + right - side) / 2, (top + bottom - side) / 2, side)
+    return np.asarray(_square_on_white(photo, square, size), dtype=np.float32)
+
+
+def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+# The margin left around a found fruit, as a share of its larger side (Fruits-360's frames
+# leave a few pixels around the fruit).
+OBJECT_MARGIN = 0.06
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Where the fruit is: the square of the photo to keep and, when found, the fruit."""
+
+    square: tuple[float, float, float]  # (left, top, side) in photo pixels; may pass the edges
+    gains: np.ndarray | None = None  # per-channel white-balance gains, applied first
+    found: FoundObject | None = None  # None: no clear object, the whole photo is kept
+    mask: Image.Image | None = None  # the object's mask as an "L" image, thumbnail pixels
+    mask_square: tuple[float, float, float] | None = None  # the square in thumbnail pixels
+
+
+def frame_object(img: Image.Image) -> Framing:
+    """Find the fruit and frame it as Fruits-360 does: centred, filling the square, on white.
+
+    A plain near-white backdrop sets white-balance gains (dim, warm or cool light undone).
+    When no clear object stands out (models.objects.find_object), the whole photo is kept,
+    padded to a white square: the path every photo took before object framing.
+    """
+    thumb = img.copy()
+    thumb.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
+    rgb = np.asarray(thumb, dtype=np.float32)
+    gains = white_balance_gains(rgb)
+    if gains is not None:
+        rgb = np.minimum(rgb * gains, 255.0)
+    found = find_object(rgb)
+    if found is None:
+        side = float(max(img.width, img.height))
+        return Framing(((img.width - side) / 2, (img.height - side) / 2, side), gains)
+    scale = img.width / thumb.width
+    left, top, right, bottom = found.box
+    side = max(right - left, bottom - top) * (1 + 2 * OBJECT_MARGIN)
+    square = ((left + right - side) / 2, (top + bottom - side) / 2, side)
+    mask = Image.fromarray(found.mask.astype(np.uint8) * 255, mode="L")
+    return Framing(tuple(v * scale for v in square), gains, found, mask, square)
+
+
+def _inner_square(square, box, size):
+    """The square framing `box` (pixels of a size x size view of `square`) with the margin, in
+    the coordinates `square` is given in."""
+    left, top, side = square
+    k = side / size
+    x0, y0, x1, y1 = box
+    inner = max(x1 - x0, y1 - y0) * (1 + 2 * OBJECT_MARGIN)
+    return (left + k * (x0 + x1 - inner) / 2, top + k * (y0 + y1 - inner) / 2, k * inner)
+
+
+def _cut_out(img, framing, square, mask_square, size) -> tuple[np.ndarray, np.ndarray]:
+    """The square of the photo at size x size, and the fruit's mask there (bool)."""
+    rgb = np.asarray(_square_on_white(img, square, size), dtype=np.float32)
+    mask = np.asarray(_square_on_white(framing.mask, mask_square, size, fill=0)) > 127
+    backdrop = framing.found.backdrop
+    if backdrop.plain:
+        # On a plain backdrop the edge found on the thumbnail is re-drawn at the model's
+        # resolution, so no rim of the backdrop is left around the fruit.
+        reach = max(1, round(2 * size / WORK_SIDE))
+        mask = ndimage.binary_dilation(mask, iterations=reach)
+        smooth = ndimage.uniform_filter(rgb, size=(3, 3, 1), mode="nearest")
+        mask = largest_region(mask & (backdrop.distance(smooth) > backdrop.threshold))
+    return rgb, mask
+
+
+def _square_on_white(img: Image.Image, square, size: int, fill=BACKGROUND) -> Image.Image:
+    """The square (left, top, side) of img, resized to size x size; outside the photo is `fill`."""
+    left, top, side = square
+    k = size / side
+    x0, y0 = max(0.0, left), max(0.0, top)
+    x1, y1 = min(float(img.width), left + side), min(float(img.height), top + side)
+    out = Image.new(img.mode, (size, size), fill)
+    w, h = round((x1 - x0) * k), round((y1 - y0) * k)
+    if w < 1 or h < 1:
+        return out
+    part = img.resize((w, h), Image.Resampling.BILINEAR, box=(x0, y0, x1, y1), reducing_gap=3.0)
+    out.paste(part, (round((x0 - left) * k), round((y0 - top) * k)))
+    return out
 
 
 # Backdrops a photo of nothing shows: white paper (the Fruits-360 backdrop), a covered lens,
@@ -121,6 +288,15 @@ def empty_scene_inputs(size: int) -> np.ndarray:
     return np.stack([to_model_input(Image.new("RGB", (size, size), c), size) for c in EMPTY_SCENE_COLOURS])
 
 
+def open_for_model(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode a photo for a model of input side `size`, or raise ImageError.
+
+    A large JPEG is decoded at >= 2x the model's side: a fruit at a quarter of the frame
+    still reaches the model at about half its resolution after framing.
+    """
+    return open_image(data, max_pixels=max_pixels, min_side=2 * size)
+
+
 def preprocess_image(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """THE preprocessing function: bytes -> (size, size, 3) float32 RGB in [0, 255]."""
-    return to_model_input(open_image(data, max_pixels=max_pixels, min_side=size), size)
+    return to_model_input(open_for_model(data, size, max_pixels=max_pixels), size)

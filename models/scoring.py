@@ -53,27 +53,44 @@ def class_distances(
     label_idx: np.ndarray,
     n_classes: int,
     *,
-    exclude_self: bool = False,
+    query_groups: np.ndarray | None = None,
+    row_groups: np.ndarray | None = None,
+    row_scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per query and class: distance to the class's nearest training photo, and that photo's row.
+    """Per query and class: distance to the class's nearest training row, and that row.
 
     A class is as close as its closest photo: fruits are photographed from all sides, so a
     class is many clusters and its centroid can sit far from all of them.
-    With exclude_self, query i is training row i and may not match itself (leave-one-out).
+    With groups (the photo each row was made from), a query never matches a row of its own
+    group: leave-one-photo-out, so a photo's augmented views cannot vouch for it.
+    row_scale (N,) multiplies each row's distances (see view_scale).
     """
     members = class_members(label_idx, n_classes)
     dist_parts, nearest_parts = [], []
     for start in range(0, len(queries), _CHUNK):
         d = pairwise_distances(queries[start : start + _CHUNK], embeddings)
-        if exclude_self:
-            rows = np.arange(d.shape[0])
-            d[rows, start + rows] = np.inf
+        if row_scale is not None:
+            d *= row_scale[None, :]
+        if query_groups is not None:
+            d[query_groups[start : start + _CHUNK, None] == row_groups[None, :]] = np.inf
         dist, nearest = min_per_class(d, members)
         dist_parts.append(dist)
         nearest_parts.append(nearest)
     if not dist_parts:
         return np.zeros((0, n_classes)), np.zeros((0, n_classes), dtype=np.int64)
     return np.concatenate(dist_parts), np.concatenate(nearest_parts)
+
+
+# An augmented view counts this much farther than the photo itself: near-ties go to real
+# photos, so views rescue photos far from every real one (another light, a blur) without
+# taking clean photos from their class. 1.3 kept clean top-1 while views lifted the contrast
+# and brightness rows (docs/robustness.md).
+VIEW_DISTANCE_FACTOR = 1.3
+
+
+def view_scale(views: np.ndarray, factor: float) -> np.ndarray:
+    """Per reference row: 1 for a photo, `factor` for an augmented view of one."""
+    return np.where(np.asarray(views) > 0, factor, 1.0)
 
 
 def scores_from_distances(dist: np.ndarray, temperature: float) -> np.ndarray:
@@ -84,25 +101,80 @@ def scores_from_distances(dist: np.ndarray, temperature: float) -> np.ndarray:
     return expd / expd.sum(1, keepdims=True)
 
 
-def leave_one_out_distances(embeddings: np.ndarray, label_idx: np.ndarray) -> np.ndarray:
-    """For each training photo: distance to the nearest OTHER photo of its own class."""
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over equal-width bins by count."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if len(confidence) == 0:
+        return float("nan")
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            gap += inside.sum() * abs(confidence[inside].mean() - correct[inside].mean())
+    return float(gap / len(confidence))
+
+
+def fit_temperature(dist: np.ndarray, label_idx: np.ndarray) -> float:
+    """The softmax temperature that minimises the negative log-likelihood of held-out answers.
+
+    dist: (n, C) held-out class distances of photos whose true classes are label_idx. One
+    scalar, so it cannot overfit; a grid over log-temperature is exact enough and robust.
+    """
+    finite = dist[np.isfinite(dist)]
+    centre = float(np.median(finite)) if len(finite) else 1.0
+    grid = centre * np.logspace(-3, 1, 161)
+    rows = np.arange(len(dist))
+    nll = []
+    for t in grid:
+        p = scores_from_distances(dist, t)[rows, label_idx]
+        nll.append(-np.log(np.maximum(p, 1e-12)).mean())
+    return float(grid[int(np.argmin(nll))])
+
+
+def leave_one_out_distances(
+    embeddings: np.ndarray,
+    label_idx: np.ndarray,
+    groups: np.ndarray | None = None,
+    row_scale: np.ndarray | None = None,
+) -> np.ndarray:
+    """For each training row: distance to the nearest row of its own class from ANOTHER photo."""
+    groups = np.arange(len(embeddings)) if groups is None else groups
     out = np.full(len(embeddings), np.inf)
     for c in np.unique(label_idx):
         members = np.flatnonzero(label_idx == c)
         if len(members) < 2:
             continue
-        d = pairwise_distances(embeddings[members], embeddings[members])
-        np.fill_diagonal(d, np.inf)
-        out[members] = d.min(1)
+        for start in range(0, len(members), _CHUNK):
+            part = members[start : start + _CHUNK]
+            d = pairwise_distances(embeddings[part], embeddings[members])
+            if row_scale is not None:
+                d *= row_scale[members][None, :]
+            d[groups[part, None] == groups[members][None, :]] = np.inf
+            out[part] = d.min(1)
     return out
 
 
 @dataclass(frozen=True)
 class Calibration:
     thresholds: np.ndarray  # (C,) a photo farther than this from class c is not known as c
-    temperature: float  # softmax temperature for scores
+    temperature: float  # softmax temperature: scores are calibrated confidences
     percentile: float
     margin: float
+    min_confidence: float  # below this confidence an answer is "unknown"
+    held_out: int  # rows whose held-out answers fitted the temperature
+    held_out_ece: float  # ECE (15 bins) of those answers at the fitted temperature
+    view_factor: float  # distances to augmented views count this many times
+
+
+# Held-out answers used to fit the temperature: enough for a stable scalar, bounded cost.
+CALIBRATION_ROWS = 6000
+# An answer less likely than this to be right is "unknown": a wrong fruit named with
+# confidence is worse for a user than "I don't know". Chosen on the robustness benchmark run
+# with 4 Test photos per class (docs/robustness.md): from 0.75 up, every condition has fewer
+# known-but-wrong answers than unknown ones, and under 5% of all answers are known-but-wrong.
+MIN_CONFIDENCE = 0.75
 
 
 def calibrate(
@@ -110,39 +182,73 @@ def calibrate(
     label_idx: np.ndarray,
     n_classes: int,
     *,
+    groups: np.ndarray | None = None,
+    views: np.ndarray | None = None,
+    view_factor: float = VIEW_DISTANCE_FACTOR,
     percentile: float = 99.0,
     margin: float = 1.5,
+    min_confidence: float = MIN_CONFIDENCE,
+    seed: int = 0,
 ) -> Calibration:
-    """Per-class "unknown" thresholds from leave-one-out nearest-neighbour distances.
+    """Per-class "unknown" thresholds and the confidence temperature, from held-out answers.
 
-    threshold_c = margin x the `percentile`-th percentile of the LOO same-class NN distances
-    of class c: nearly every genuine training photo of c would be accepted, and the margin
-    absorbs new photos being a little farther than the training frames are from each other.
-    A class with one photo borrows the median threshold of the others.
+    Every answer is leave-one-photo-out: a training photo is classified against the rows of
+    all the OTHER photos (`groups` = the photo each row came from, so its own augmented views
+    do not count; `views` > 0 marks augmented rows, whose distances count `view_factor` times),
+    exactly as the service classifies a new photo. The photos themselves are the queries.
 
-    Margin 1.5, measured on the full Fruits-360 Test split (2,000 photos, 48 training photos
-    a class; `python -m benchmarks.unknown_rate`): 0.9% of real photos called unknown (1.25:
-    2.2%, 1.0: 7.6%) while noise and flat-colour images stay unknown; blank and text-on-paper
-    images are caught by the classifier's empty-scene rule, not by a tighter margin.
+    threshold_c = margin x the `percentile`-th percentile of the held-out same-class NN
+    distances of class c. A class with one photo borrows the median threshold of the others.
+    Margin 1.5, measured on the full Fruits-360 Test split (`python -m benchmarks.unknown_rate`):
+    0.9% of real photos called unknown while noise and flat-colour images stay unknown.
+
+    temperature: fitted by likelihood on up to CALIBRATION_ROWS held-out answers (temperature
+    scaling), so that among answers given with confidence c, about c are right.
     """
-    loo = leave_one_out_distances(embeddings, label_idx)
+    groups = np.arange(len(embeddings)) if groups is None else np.asarray(groups)
+    views = np.zeros(len(embeddings), dtype=int) if views is None else np.asarray(views)
+    scale = view_scale(views, view_factor)
+    photos = np.flatnonzero(views == 0)
+    loo = leave_one_out_distances(embeddings, label_idx, groups, scale)[photos]
+    photo_labels = label_idx[photos]
     thresholds = np.full(n_classes, np.nan)
     for c in range(n_classes):
-        d = loo[label_idx == c]
+        d = loo[photo_labels == c]
         d = d[np.isfinite(d)]
         if len(d):
             thresholds[c] = margin * np.percentile(d, percentile)
-    finite = loo[np.isfinite(loo)]
     fallback = np.nanmedian(thresholds) if np.isfinite(thresholds).any() else np.inf
     thresholds = np.where(np.isfinite(thresholds), thresholds, fallback)
-    temperature = float(np.median(finite)) if len(finite) else 1.0
-    return Calibration(thresholds.astype(np.float64), temperature, percentile, margin)
 
-
-def class_centroids(embeddings: np.ndarray, label_idx: np.ndarray, n_classes: int) -> np.ndarray:
-    out = np.zeros((n_classes, embeddings.shape[1]), dtype=np.float32)
-    for c in range(n_classes):
-        members = embeddings[label_idx == c]
-        if len(members):
-            out[c] = members.mean(0)
-    return out
+    rng = np.random.default_rng(seed)
+    rows = photos
+    if len(rows) > CALIBRATION_ROWS:
+        rows = np.sort(rng.choice(rows, CALIBRATION_ROWS, replace=False))
+    dist, _ = class_distances(
+        embeddings[rows],
+        embeddings,
+        label_idx,
+        n_classes,
+        query_groups=groups[rows],
+        row_groups=groups,
+        row_scale=scale,
+    )
+    usable = np.isfinite(dist[np.arange(len(rows)), label_idx[rows]])
+    dist, truth = dist[usable], label_idx[rows][usable]
+    if len(dist):
+        temperature = fit_temperature(dist, truth)
+        scores = scores_from_distances(dist, temperature)
+        ece = expected_calibration_error(scores.max(1), scores.argmax(1) == truth)
+    else:  # one photo per class: nothing held out
+        finite = loo[np.isfinite(loo)]
+        temperature, ece = (float(np.median(finite)) if len(finite) else 1.0), float("nan")
+    return Calibration(
+        thresholds.astype(np.float64),
+        temperature,
+        percentile,
+        margin,
+        min_confidence,
+        len(dist),
+        ece,
+        view_factor,
+    )

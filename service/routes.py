@@ -139,6 +139,9 @@ async def model_summary(request: Request) -> schemas.ModelSummary:
         pca_components=m["pca"]["k"],
         explained_variance_kept=m["pca"]["explained_variance_kept"],
         feature_dim=m["feature_dim"],
+        preprocessing=m["preprocessing"]["version"],
+        augmented_views_per_photo=m["augment"]["views"],
+        reference_rows=m["counts"]["rows"],
         calibration=m["calibration"],
         libraries=m["libraries"],
     )

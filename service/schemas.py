@@ -30,7 +30,12 @@ class Example(BaseModel):
 
 class ClassMatch(BaseModel):
     label: str
-    score: float = Field(ge=0, le=1, description="softmax over class distances")
+    score: float = Field(
+        ge=0,
+        le=1,
+        description="calibrated confidence that this is the photo's class: among answers given "
+        "with score c, about c are right (fitted by the job on held-out photos)",
+    )
     distance: float = Field(ge=0, description="distance to the class's nearest training photo")
     threshold: float = Field(description="farther than this, the photo is not known as this class")
     info: ClassInfo
@@ -49,7 +54,10 @@ class ModelRef(BaseModel):
 class ClassifyResponse(BaseModel):
     label: str = Field(description="best class")
     display_name: str
-    known: bool = Field(description="false when the photo is farther than the best class's threshold")
+    known: bool = Field(
+        description="false when the best class is not confident enough (score below the bundle's "
+        "min_confidence), the photo is farther than its threshold, or it looks like an empty scene"
+    )
     top_k: list[ClassMatch]
     model: ModelRef
     warning: str | None = Field(None, description="set when the model uses random weights")
@@ -91,5 +99,8 @@ class ModelSummary(BaseModel):
     pca_components: int
     explained_variance_kept: float
     feature_dim: int
+    preprocessing: str = Field(description="version of the shared preprocessing the bundle was built with")
+    augmented_views_per_photo: int = Field(description="extra seeded views of each training photo")
+    reference_rows: int = Field(description="rows searched per request: photos and their views")
     calibration: dict
     libraries: dict[str, str]

@@ -6,6 +6,7 @@ import os
 import sys
 
 import pytest
+from PIL import Image
 
 from tests.support import (
     SHARED_DATA,
@@ -24,6 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 LABELS = ["Apple Golden 1", "Apple Red 1", "Banana", "Cherry 1", "Cherry 2", "Kiwi"]
 TRAIN_PER_CLASS = 16
 TEST_PER_CLASS = 6
+# A training photo as a phone would take it: the fruit small and off-centre on a white page.
+OFF_CENTRE = "Banana/off_centre_on_page.jpg"
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +38,10 @@ def dataset(tmp_path_factory):
     good = shared_photos("Training", "Kiwi")[-1].read_bytes()
     (train / "Kiwi" / "corrupt_truncated.jpg").write_bytes(good[: len(good) // 3])
     (train / "Kiwi" / "README.txt").write_text("not a photo: ignored by extension")
+    banana = Image.open(shared_photos("Training", "Banana")[-1]).convert("RGB")
+    page = Image.new("RGB", (400, 300), (255, 255, 255))
+    page.paste(banana.resize((140, 140)), (230, 20))
+    page.save(train / OFF_CENTRE, quality=92)
     return root
 
 
@@ -73,4 +80,4 @@ def service_url(job_run, tmp_path_factory):
         yield url
 
 
-__all__ = ["LABELS", "SHARED_DATA"]
+__all__ = ["LABELS", "OFF_CENTRE", "SHARED_DATA"]

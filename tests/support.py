@@ -92,16 +92,22 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 20) -> None:
 
 @contextlib.contextmanager
 def running_service(
-    env: dict[str, str], log_path: Path | None = None, ready: bool = True, ready_timeout_s: float = 120
+    env: dict[str, str],
+    log_path: Path | None = None,
+    ready: bool = True,
+    ready_timeout_s: float = 120,
+    cwd: Path = REPO_ROOT,
 ):
-    """Start `python -m service` (uvicorn) on a free loopback port; stop it afterwards."""
+    """Start `python -m service` (uvicorn) on a free loopback port; stop it afterwards.
+
+    `cwd`: the checkout whose service runs (another one serves a before/after comparison)."""
     port = free_port()
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
         env=full_env,
-        cwd=REPO_ROOT,
+        cwd=cwd,
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -11,10 +11,11 @@ import sys
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 
 from models.featurizer import FeaturizerSpec, ResNet50Featurizer
 from models.preprocess import preprocess_image
-from tests.support import REPO_ROOT, TEST_IMAGE_SIZE, TEST_WEIGHTS
+from tests.support import REPO_ROOT, TEST_IMAGE_SIZE, TEST_WEIGHTS, encode
 
 TOP_K = 3
 
@@ -59,10 +60,12 @@ def expected(job_run, dataset):
             "pca_components",
             "embeddings",
             "labels",
+            "views",
             "classes",
             "thresholds",
         )
     }
+    calibration = json.loads((vdir / "manifest.json").read_text())["calibration"]
     photos = sorted((dataset / "Test").rglob("*.jpg"))
     model = ResNet50Featurizer(FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE))
     features = model.embed(
@@ -71,12 +74,17 @@ def expected(job_run, dataset):
     scale = np.where(a["scaler_scale"] > 0, a["scaler_scale"], np.inf)
     z = (((features - a["scaler_mean"]) / scale) @ a["pca_components"].T).astype(np.float32)
     d = np.linalg.norm(z[:, None, :].astype(np.float64) - a["embeddings"][None].astype(np.float64), axis=2)
+    # An augmented view counts view_distance_factor times as far as a real photo.
+    d = d * np.where(a["views"] > 0, calibration["view_distance_factor"], 1.0)[None, :]
     classes = a["classes"].tolist()
     per_class = np.stack([d[:, a["labels"] == c].min(1) for c in classes], axis=1)
-    # "no fruit": nearer to a flat backdrop (0/128/255 per channel) than to every class
+    logits = -per_class / calibration["temperature"]
+    scores = np.exp(logits - logits.max(1, keepdims=True))
+    scores /= scores.sum(1, keepdims=True)
+    # "no fruit": nearer to a photo of a flat backdrop (0/128/255 per channel) than to every class
     flats = np.stack(
         [
-            np.full((TEST_IMAGE_SIZE, TEST_IMAGE_SIZE, 3), (r, g, b), np.float32)
+            preprocess_image(encode(Image.new("RGB", (40, 40), (r, g, b)), "PNG"), TEST_IMAGE_SIZE)
             for r in (0, 128, 255)
             for g in (0, 128, 255)
             for b in (0, 128, 255)
@@ -94,7 +102,9 @@ def expected(job_run, dataset):
                 "label": p.parent.name,
                 "top": [classes[j] for j in ranked[i, :TOP_K]],
                 "known": bool(
-                    per_class[i, best] <= a["thresholds"][best] and per_class[i, best] < to_empty[i]
+                    per_class[i, best] <= a["thresholds"][best]
+                    and per_class[i, best] < to_empty[i]
+                    and scores[i, best] >= calibration["min_confidence"]
                 ),
             }
         )

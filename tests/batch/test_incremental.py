@@ -13,17 +13,25 @@ import pytest
 
 from batch.config import JobConfig
 from batch.job import run_job
+from models.augment import AugmentSpec
 from models.bundle import read_bundle
 from models.featurizer import FeaturizerSpec, build_featurizer, featurize_bytes
 from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS, copy_photos, shared_photos
 
 LABELS = ["Apple Red 1", "Banana", "Cherry 1"]
+VIEWS = 1  # augmented views per photo: reused with their photo
 POISON = 7.0  # no ResNet50 feature vector is constant: a row holding it was reused, not recomputed
 
 
-def features_of(root: Path, version: str) -> pd.DataFrame:
+def all_features_of(root: Path, version: str) -> pd.DataFrame:
     files = sorted((root / "versions" / version / "features").glob("*.parquet"))
-    return pd.concat([pq.read_table(f).to_pandas() for f in files]).set_index("uri").sort_index()
+    return pd.concat([pq.read_table(f).to_pandas() for f in files])
+
+
+def features_of(root: Path, version: str) -> pd.DataFrame:
+    """The photos' own rows (view 0), by URI."""
+    frame = all_features_of(root, version)
+    return frame[frame["view"] == 0].set_index("uri").sort_index()
 
 
 def poison_row(root: Path, version: str, uri: str) -> None:
@@ -32,7 +40,7 @@ def poison_row(root: Path, version: str, uri: str) -> None:
         if uri in set(frame["uri"]):
             hit = frame["uri"] == uri
             frame.loc[hit, "features"] = pd.Series(
-                [np.full(2048, POISON, dtype=np.float32)], index=frame.index[hit]
+                [np.full(2048, POISON, dtype=np.float32)] * int(hit.sum()), index=frame.index[hit]
             )
             pq.write_table(pa.Table.from_pandas(frame, schema=pq.read_schema(f), preserve_index=False), f)
             return
@@ -53,6 +61,7 @@ def test_incremental_refresh_reuses_unchanged_and_refits(spark, tmp_path):
             spec=spec,
             images_per_partition=8,
             incremental=incremental,
+            augment=AugmentSpec(views=VIEWS),
         )
 
     first = run_job(config(incremental=True), spark)  # nothing to reuse yet: a full run
@@ -85,6 +94,10 @@ def test_incremental_refresh_reuses_unchanged_and_refits(spark, tmp_path):
     old, new = features_of(root, first.version), features_of(root, second.version)
     assert list(new.index) == listed
     assert np.all(new.loc[kept, "features"] == POISON)  # carried over, not recomputed
+    every = all_features_of(root, second.version)
+    assert every.groupby("uri")["view"].apply(sorted).tolist() == [list(range(VIEWS + 1))] * len(listed)
+    kept_views = every[(every["uri"] == kept) & (every["view"] > 0)]["features"]
+    assert all(np.all(v == POISON) for v in kept_views)  # its views came along, not recomputed
     unchanged = [u for u in listed if u in old.index and u != str(changed) and u != kept]
     assert len(unchanged) == 20
     for uri in unchanged:
@@ -100,12 +113,12 @@ def test_incremental_refresh_reuses_unchanged_and_refits(spark, tmp_path):
     assert not np.allclose(new.loc[str(changed), "features"], old.loc[str(changed), "features"])
 
     # Scaler refitted on the refreshed set (poisoned row included), in float64 numpy.
-    x = np.stack(new["features"].to_numpy()).astype(np.float64)
+    x = np.stack(every["features"].to_numpy()).astype(np.float64)
     bundle = read_bundle(str(root))
     assert bundle.version == second.version
     np.testing.assert_allclose(bundle.scaler_mean, x.mean(axis=0), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(bundle.scaler_scale, x.std(axis=0, ddof=1), rtol=1e-5, atol=1e-6)
-    assert sorted(bundle.sources.tolist()) == listed
+    assert sorted(bundle.sources[bundle.views == 0].tolist()) == listed
     assert "Kiwi" in bundle.classes.tolist()
 
 

@@ -10,11 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.cli import build_parser, config_from_args
-from batch.config import JobConfig
+from batch.config import DEFAULT_AUGMENT_VIEWS, JobConfig
 from batch.job import run_job
+from models.augment import AugmentSpec
 from models.bundle import ARRAY_FILES, read_bundle
 from models.featurizer import FeaturizerSpec
-from tests.conftest import LABELS, TRAIN_PER_CLASS
+from models.preprocess import PREPROCESSING_VERSION
+from tests.conftest import LABELS, OFF_CENTRE, TRAIN_PER_CLASS
 from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS, copy_photos
 
 
@@ -28,12 +30,13 @@ def test_bundle_files_and_shapes(job_run):
     assert vdir.name == result.version
     for name in ARRAY_FILES:
         assert (vdir / f"{name}.npy").is_file(), name
-    n = len(LABELS) * TRAIN_PER_CLASS
+    views = 1 + DEFAULT_AUGMENT_VIEWS  # the photo and its augmented views
+    n = (len(LABELS) * TRAIN_PER_CLASS + 1) * views  # + the off-centre photo
     k = result.manifest["pca"]["k"]
     assert np.load(vdir / "embeddings.npy").shape == (n, k)
     assert np.load(vdir / "pca_components.npy").shape == (k, 2048)
     assert np.load(vdir / "scaler_mean.npy").shape == (2048,)
-    assert np.load(vdir / "centroids.npy").shape == (len(LABELS), k)
+    assert np.load(vdir / "thresholds.npy").shape == (len(LABELS),)
     assert np.load(vdir / "classes.npy").tolist() == sorted(LABELS)
     # No pickles anywhere: every array loads with allow_pickle=False.
     for f in vdir.glob("*.npy"):
@@ -42,6 +45,47 @@ def test_bundle_files_and_shapes(job_run):
     assert len(features) == n
     assert {len(v) for v in features["features"]} == {2048}
     assert set(features["label"]) == set(LABELS)
+
+
+def test_augment_adds_exactly_n_labelled_views_per_photo_and_records_the_spec(job_run, dataset):
+    root, result = job_run
+    bundle = read_bundle(str(root))
+    n = DEFAULT_AUGMENT_VIEWS
+    assert n >= 1  # the default build is the robust one
+    photos = sorted((dataset / "Training").glob("*/*.jpg"))
+    good = [str(p) for p in photos if "corrupt" not in p.name]
+    for uri in good:
+        rows = np.flatnonzero(bundle.sources == uri)
+        assert sorted(bundle.views[rows].tolist()) == list(range(n + 1)), uri
+        assert set(bundle.labels[rows].tolist()) == {uri.split("/")[-2]}
+    assert len(bundle.sources) == len(good) * (n + 1)
+    m = bundle.manifest
+    assert m["augment"] == AugmentSpec(views=n).to_dict()
+    assert m["counts"] == {
+        "listed": len(photos),
+        "featurized": len(good),
+        "skipped": 1,
+        "classes": len(LABELS),
+        "rows": len(good) * (n + 1),
+        "augmented_rows": len(good) * n,
+    }
+    assert m["preprocessing"]["version"] == PREPROCESSING_VERSION
+    # The views are different pictures, not copies: no view equals its photo's embedding.
+    rows = list(zip(bundle.sources, bundle.views, bundle.embeddings, strict=True))
+    originals = {source: e for source, v, e in rows if v == 0}
+    for source, v, e in rows:
+        if v:
+            assert not np.allclose(e, originals[source], atol=1e-3)
+
+
+def test_augment_flag_sets_the_views_and_seed():
+    flags = ["--input", "i", "--output", "o", "--augment", "5", "--augment-seed", "3"]
+    args = build_parser().parse_args(flags)
+    assert config_from_args(args).augment == AugmentSpec(views=5, seed=3)
+    args = build_parser().parse_args(["--input", "i", "--output", "o"])
+    assert config_from_args(args).augment.views == DEFAULT_AUGMENT_VIEWS
+    with pytest.raises(ValueError, match="augment"):
+        AugmentSpec(views=-1)
 
 
 def test_labels_come_from_the_parent_folder(job_run):
@@ -60,7 +104,8 @@ def test_manifest_records_what_was_done(job_run, dataset):
     assert m["input_uri"] == str(dataset / "Training")
     assert m["featurizer"] == {"kind": "resnet50", "weights": TEST_WEIGHTS, "image_size": TEST_IMAGE_SIZE}
     assert m["weights"]["random"] is True and len(m["weights"]["sha256"]) == 64
-    assert m["class_counts"] == {label: TRAIN_PER_CLASS for label in LABELS}
+    off_centre = OFF_CENTRE.split("/")[0]
+    assert m["class_counts"] == {label: TRAIN_PER_CLASS + (label == off_centre) for label in LABELS}
     assert m["counts"]["skipped"] == 1
     ratios = np.asarray(m["pca"]["explained_variance_ratio"])
     assert np.all(np.diff(ratios) <= 1e-9)  # ordered by variance
@@ -80,7 +125,7 @@ def test_corrupt_photo_is_skipped_and_reported(job_run):
     assert skipped["code"] == "corrupt_image"
     assert result.manifest["skipped"] == result.skipped
     # README.txt is not a photo: never listed, so never "skipped".
-    assert result.manifest["counts"]["listed"] == len(LABELS) * TRAIN_PER_CLASS + 1
+    assert result.manifest["counts"]["listed"] == len(LABELS) * TRAIN_PER_CLASS + 2  # corrupt, off-centre
 
 
 def test_scaler_and_pca_match_numpy_on_the_stored_features(job_run):

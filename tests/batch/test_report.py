@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-EXPECTED_PNGS = {"explained_variance.png", "images_per_class.png", "projection_2d.png", "stages.png"}
+EXPECTED_PNGS = {
+    "explained_variance.png",
+    "images_per_class.png",
+    "projection_2d.png",
+    "reliability.png",
+    "stages.png",
+}
 
 
 class _Links(HTMLParser):
@@ -64,11 +70,32 @@ def test_leave_one_out_accuracy_matches_an_independent_computation(job_run):
     vdir, report, _ = _report(job_run)
     emb = np.load(vdir / "embeddings.npy").astype(np.float64)
     labels = np.load(vdir / "labels.npy")
-    d = np.linalg.norm(emb[:, None, :] - emb[None, :, :], axis=2)
-    np.fill_diagonal(d, np.inf)
-    expected = float(np.mean(labels[d.argmin(1)] == labels))
+    sources = np.load(vdir / "sources.npy")
+    views = np.load(vdir / "views.npy")
+    factor = json.loads((vdir / "manifest.json").read_text())["calibration"]["view_distance_factor"]
+    photos = np.flatnonzero(views == 0)
+    d = np.linalg.norm(emb[photos, None, :] - emb[None, :, :], axis=2)
+    d *= np.where(views > 0, factor, 1.0)[None, :]
+    d[sources[photos][:, None] == sources[None, :]] = np.inf  # the photo and its own views
+    expected = float(np.mean(labels[d.argmin(1)] == labels[photos]))
+    # The scores' calibration on the same held-out answers, 15 equal-width bins, by hand.
+    calibration = json.loads((vdir / "manifest.json").read_text())["calibration"]
+    classes = sorted(set(labels.tolist()))
+    per_class = np.stack([d[:, labels == c].min(1) for c in classes], axis=1)
+    logits = -per_class / calibration["temperature"]
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    conf = p.max(1)
+    right = np.array(classes)[p.argmax(1)] == labels[photos]
+    bins = np.minimum((conf * 15).astype(int), 14)
+    ece = sum(abs(conf[bins == b].mean() - right[bins == b].mean()) * (bins == b).sum() for b in set(bins))
+    ece /= len(conf)
     page = (report / "index.html").read_text(encoding="utf-8")
     match = re.search(r'id="loo-accuracy" data-value="([0-9.]+)">([0-9.]+)%', page)
     assert match, "the report must state the leave-one-out accuracy"
     assert float(match.group(1)) == pytest.approx(expected, abs=1e-6)
     assert match.group(2) == f"{100 * expected:.1f}"
+    match = re.search(r'id="ece" data-value="([0-9.]+)"', page)
+    assert match, "the report must state the expected calibration error"
+    assert float(match.group(1)) == pytest.approx(ece, abs=1e-5)
+    assert calibration["training_photos_ece"] == pytest.approx(ece, abs=1e-4)

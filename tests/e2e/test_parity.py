@@ -9,6 +9,8 @@ import httpx
 import numpy as np
 import pyarrow.parquet as pq
 
+from tests.conftest import OFF_CENTRE
+
 
 def _version_dir(root: Path) -> Path:
     return root / "versions" / (root / "CURRENT").read_text().strip()
@@ -24,10 +26,16 @@ def test_service_embeds_training_photos_exactly_as_the_job(service_url, job_run)
     root, _ = job_run
     vdir = _version_dir(root)
     sources = np.load(vdir / "sources.npy")
+    views = np.load(vdir / "views.npy")
     embeddings = np.load(vdir / "embeddings.npy")
-    features = pq.read_table(vdir / "features").to_pandas().set_index("uri")
-    # One photo per class, spread over the bundle.
-    picks = [int(i) for i in np.linspace(0, len(sources) - 1, 8).round()]
+    features = pq.read_table(vdir / "features").to_pandas()
+    features = features[features["view"] == 0].set_index("uri")
+    # One photo per class, spread over the bundle, plus the off-centre photo on a page.
+    originals = np.flatnonzero(views == 0)
+    picks = [int(originals[i]) for i in np.linspace(0, len(originals) - 1, 8).round().astype(int)]
+    off_centre = [i for i in originals if str(sources[i]).endswith(OFF_CENTRE)]
+    assert len(off_centre) == 1
+    picks.append(int(off_centre[0]))
     for i in picks:
         served = _embed(service_url, Path(str(sources[i])))
         z = np.asarray(served["embedding"])
@@ -50,7 +58,11 @@ def test_service_top1_equals_top1_from_job_outputs_on_every_test_photo(service_u
     std = np.load(vdir / "scaler_scale.npy")
     pcs = np.load(vdir / "pca_components.npy")
     features = pq.read_table(vdir / "features").to_pandas()
-    assert json.loads((vdir / "manifest.json").read_text())["counts"]["featurized"] == len(labels)
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    assert manifest["counts"]["rows"] == len(labels)
+    # An augmented view counts view_distance_factor times as far as a real photo.
+    factor = manifest["calibration"]["view_distance_factor"]
+    row_scale = np.where(np.load(vdir / "views.npy") > 0, factor, 1.0)
 
     photos = sorted((dataset / "Test").rglob("*.jpg"))
     assert len(photos) >= 30
@@ -59,7 +71,7 @@ def test_service_top1_equals_top1_from_job_outputs_on_every_test_photo(service_u
         served = _embed(service_url, photo)
         raw = np.asarray(served["features"], dtype=np.float64)
         z = ((raw - mean) / np.where(std > 0, std, np.inf)) @ pcs.T
-        dists = np.sqrt(((embeddings - z) ** 2).sum(1))
+        dists = np.sqrt(((embeddings - z) ** 2).sum(1)) * row_scale
         expected = min(set(labels.tolist()), key=lambda c: dists[labels == c].min())
         resp = httpx.post(
             f"{service_url}/v1/classify", files={"file": (photo.name, photo.read_bytes())}, timeout=60
@@ -67,6 +79,8 @@ def test_service_top1_equals_top1_from_job_outputs_on_every_test_photo(service_u
         assert resp.status_code == 200
         assert resp.json()["label"] == expected, photo
         agree += expected == photo.parent.name
-    # The features parquet holds every featurized photo once.
-    assert sorted(features["uri"]) == sorted(map(str, np.load(vdir / "sources.npy")))
+    # The features parquet holds every featurized photo and view once, as the bundle's rows.
+    stored = sorted(zip(features["uri"], features["view"], strict=True))
+    rows = zip(map(str, np.load(vdir / "sources.npy")), np.load(vdir / "views.npy").tolist(), strict=True)
+    assert stored == sorted(rows)
     assert agree > len(photos) / 6  # better than chance over 6 classes, even with random weights

@@ -51,7 +51,7 @@ def features_by_photo(storage, files: list[str], prefix: str) -> pd.Series:
     """Features keyed by the photo's path below the input root (so S3 and local runs compare)."""
     frames = [pq.read_table(io.BytesIO(storage.read_bytes(f))).to_pandas() for f in files]
     frame = pd.concat(frames)
-    frame.index = [u.removeprefix(prefix) for u in frame["uri"]]
+    frame.index = [f"{u.removeprefix(prefix)}#{v}" for u, v in zip(frame["uri"], frame["view"], strict=True)]
     return frame["features"].sort_index()
 
 
@@ -106,7 +106,7 @@ def test_s3_photos_to_bundle_to_service_with_refresh_and_restart(s3, dataset, jo
     bundle = read_bundle(ROOT, storage=storage)
     m = bundle.manifest
     assert m["input_uri"] == PHOTOS
-    assert m["counts"]["featurized"] == len(LABELS) * 16
+    assert m["counts"]["featurized"] == len(LABELS) * 16 + 1  # + the off-centre photo
     assert [s["uri"] for s in m["skipped"]] == [f"{PHOTOS}/Kiwi/corrupt_truncated.jpg"]
     assert all(src.startswith(f"{PHOTOS}/") for src in bundle.sources)
     # Bytes read from S3 by the executors give the features the local run got from disk.
@@ -142,13 +142,13 @@ def test_s3_photos_to_bundle_to_service_with_refresh_and_restart(s3, dataset, jo
         assert rc == 0, out[-3000:]
         v2 = current_version(ROOT, storage)
         refresh = read_bundle(ROOT, storage=storage).manifest["refresh"]
-        # 96 featurized before; one deleted; two added; the corrupt photo is tried again.
+        # 97 featurized before; one deleted; two added; the corrupt photo is tried again.
         assert (
             refresh["previous_version"],
             refresh["reused"],
             refresh["featurized"],
             refresh["dropped"],
-        ) == (v1, 95, 3, 1)
+        ) == (v1, 96, 3, 1)
         assert list_versions(ROOT, storage) == [v1, v2]
 
         wait_for_version(url, v2)  # hot reload from S3, no restart

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,9 @@ def make_bundle(version: str | None = None, k: int = 3, d: int = 8) -> ArtifactB
         pca_components=rng.normal(size=(k, d)),
         embeddings=rng.normal(size=(5, k)).astype("f4"),
         labels=labels,
-        sources=np.array([f"/x/{lbl}/{i}.jpg" for i, lbl in enumerate(labels)]),
+        sources=np.array([f"/x/{lbl}/{i // 2}.jpg" for i, lbl in enumerate(labels)]),
+        views=np.array([0, 1, 0, 1, 0], dtype=np.int16),
         classes=np.array(["A", "B"]),
-        centroids=np.zeros((2, k), "f4"),
         thresholds=np.array([1.0, 2.0]),
         catalog={"A": {"display_name": "Apple"}},
     )
@@ -73,9 +74,26 @@ def test_missing_file_is_refused(tmp_path):
 
 def test_inconsistent_shapes_are_refused(tmp_path):
     b = make_bundle()
-    b.centroids = np.zeros((3, 3))
-    with pytest.raises(BundleError, match="centroids"):
+    b.views = np.zeros(3, dtype=np.int16)
+    with pytest.raises(BundleError, match="views"):
         write_version(str(tmp_path), b)
+
+
+def test_a_bundle_of_another_format_is_refused_with_a_rebuild_hint(tmp_path):
+    b = make_bundle()
+    vdir = write_version(str(tmp_path), b)
+    manifest = json.loads(Path(vdir, "manifest.json").read_text())
+    manifest["format_version"] = 1
+    Path(vdir, "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="format 1.*rebuild"):
+        read_bundle(str(tmp_path), b.version)
+
+
+def test_photo_idx_groups_a_photos_views():
+    b = make_bundle()
+    idx = b.photo_idx
+    assert idx[0] == idx[1] and idx[2] == idx[3]  # a photo and its view share an id
+    assert len(set(idx.tolist())) == 3
 
 
 def test_version_ids_sort_by_time():

@@ -7,9 +7,11 @@ import numpy as np
 from models.scoring import (
     calibrate,
     class_distances,
+    expected_calibration_error,
     leave_one_out_distances,
     project,
     scores_from_distances,
+    view_scale,
 )
 
 rng = np.random.default_rng(7)
@@ -33,9 +35,20 @@ def test_class_distance_is_the_nearest_member_and_leave_one_out_excludes_self():
     dist, nearest = class_distances(np.array([[9.0, 0]]), emb, labels, 2)
     np.testing.assert_allclose(dist, [[9.0, 1.0]])
     assert nearest.tolist() == [[0, 2]]
-    loo, _ = class_distances(emb, emb, labels, 2, exclude_self=True)
+    rows = np.arange(4)
+    loo, _ = class_distances(emb, emb, labels, 2, query_groups=rows, row_groups=rows)
     np.testing.assert_allclose(loo[:, 0], [1.0, 1.0, 10.0, np.hypot(10, 1)])
     np.testing.assert_allclose(leave_one_out_distances(emb, labels), [1, 1, 2, 2])
+
+
+def test_leave_one_photo_out_ignores_the_photos_own_views():
+    # Rows 0 and 1 are one photo and its augmented view: each must not vouch for the other.
+    emb = np.array([[0.0, 0], [0.1, 0], [3, 0], [10, 0]])
+    labels = np.array([0, 0, 0, 1])
+    groups = np.array([0, 0, 1, 2])
+    np.testing.assert_allclose(leave_one_out_distances(emb, labels, groups)[:3], [3.0, 2.9, 2.9])
+    dist, _ = class_distances(emb[:1], emb, labels, 2, query_groups=groups[:1], row_groups=groups)
+    np.testing.assert_allclose(dist, [[3.0, 10.0]])
 
 
 def test_scores_are_a_softmax_over_negative_distances():
@@ -53,4 +66,48 @@ def test_calibration_thresholds_follow_the_loo_percentile():
     loo = leave_one_out_distances(emb, labels)
     np.testing.assert_allclose(cal.thresholds[0], 1.5 * np.percentile(loo[:50], 90))
     assert cal.thresholds[1] > cal.thresholds[0]  # the looser class gets a looser threshold
-    assert cal.temperature == np.median(loo)
+
+
+def test_fitted_temperature_makes_scores_calibrated_on_fresh_data():
+    # Three overlapping classes: answers are right only part of the time, so a calibrated score
+    # must be well below 1 for the ambiguous ones. Fit on one sample, check ECE on another.
+    centres = np.array([[0.0, 0], [2.2, 0], [1.1, 1.9]])
+
+    def sample(n, seed):
+        r = np.random.default_rng(seed)
+        labels = np.repeat(np.arange(3), n)
+        return centres[labels] + r.normal(0, 1, (3 * n, 2)), labels
+
+    ref, ref_labels = sample(150, 1)
+    cal = calibrate(ref, ref_labels, 3)
+    test, truth = sample(400, 2)
+    dist, _ = class_distances(test, ref, ref_labels, 3)
+    scores = scores_from_distances(dist, cal.temperature)
+    right = scores.argmax(1) == truth
+    assert 0.5 < right.mean() < 0.95  # a hard problem: confidence has something to say
+    ece = expected_calibration_error(scores.max(1), right)
+    naive = expected_calibration_error(scores_from_distances(dist, 1e-3).max(1), right)
+    assert ece < 0.06
+    assert naive > 3 * ece  # an arbitrary (sharp) temperature is far off
+    assert 0 < cal.held_out_ece < 0.06
+
+
+def test_expected_calibration_error_against_a_hand_computation():
+    conf = np.array([0.95, 0.95, 0.55, 0.55, 0.55, 0.15])
+    right = np.array([1, 0, 1, 1, 0, 0])
+    # bins (15 wide): 0.95 -> bin 14 (acc 0.5), 0.55 -> bin 8 (acc 2/3), 0.15 -> bin 2 (acc 0)
+    expected = (2 * abs(0.95 - 0.5) + 3 * abs(0.55 - 2 / 3) + 1 * abs(0.15 - 0)) / 6
+    np.testing.assert_allclose(expected_calibration_error(conf, right), expected)
+
+
+def test_augmented_views_count_farther_than_real_photos():
+    # A query equidistant from a real photo of class 0 and a view of class 1: the photo wins.
+    emb = np.array([[1.0, 0], [-1.0, 0]])
+    labels = np.array([0, 1])
+    scale = view_scale(np.array([0, 1]), 1.3)
+    np.testing.assert_allclose(scale, [1.0, 1.3])
+    dist, _ = class_distances(np.array([[0.0, 0]]), emb, labels, 2, row_scale=scale)
+    np.testing.assert_allclose(dist, [[1.0, 1.3]])
+    # Far from every real photo, the view still answers.
+    dist, _ = class_distances(np.array([[-3.0, 0]]), emb, labels, 2, row_scale=scale)
+    assert dist.argmin() == 1

@@ -158,9 +158,10 @@ def test_transparency_is_composited_on_white(service_url):
     img = upright()
     reference = features(service_url, encode(img, "PNG"))
     rgba = features(service_url, encode(transparent_on_black(img), "PNG"))
-    on_black = features(service_url, encode(transparent_on_black(img).convert("RGB"), "PNG"))
-    # White pixels (>235) became pure white: a tiny change, far smaller than black would be.
-    assert np.linalg.norm(rgba - reference) < 0.2 * np.linalg.norm(on_black - reference)
+    other = features(service_url, shared_photos("Test", "Banana")[1].read_bytes())
+    # White pixels (>235) became pure white: a small change (the white balance of the page moves
+    # by a percent or two), well under the change another photo of the same fruit makes.
+    assert np.linalg.norm(rgba - reference) < 0.5 * np.linalg.norm(other - reference)
 
 
 def test_animated_gif_uses_its_first_frame(service_url):

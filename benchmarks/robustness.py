@@ -1,0 +1,330 @@
+"""`make robustness`: phone-photo conditions through the real service over HTTP, one row per condition.
+
+Steps: build a bundle with the job's DEFAULT settings (`python -m batch --input Training
+--output ...`, random:0 weights, 224 px unless told otherwise), or take --artifacts ->
+start `python -m service` on 127.0.0.1 -> for every Test photo (or --per-class of each class)
+make one seeded variant per condition (benchmarks/scenes.py) -> POST each to /v1/classify ->
+per condition: top-1, top-5, unknown (every photo shows a fruit, so each is a false unknown),
+known-but-wrong, ECE of the scores, and the gap to the clean row; then the non-fruit images.
+Writes the table (docs/robustness.md), a contact sheet of example variants and a reliability
+diagram (PNG), and checks the issue's targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
+
+from batch.report import reliability_plot
+from benchmarks.scenes import CONDITIONS, make_variant, non_fruit_images
+from models.scoring import expected_calibration_error
+from tests.support import REPO_ROOT, running_service
+
+DEFAULT_DATA = Path(os.environ.get("FRUITS360_DIR", REPO_ROOT.parent / "shared/data/fruits360"))
+TARGET_GAP = 0.05  # every condition within 5 points of clean top-1...
+TARGET_TEXTURED = 0.80  # ...except textured backdrops, which reach 80%
+TARGET_ECE = 0.05
+TARGET_KNOWN_WRONG = 0.05
+# Conditions drawn in the reliability diagram (all of them would be unreadable).
+RELIABILITY_ROWS = ("clean", "small_offcentre", "brightness", "textured_wood", "rotation", "sensor_noise")
+
+
+@dataclass
+class Answer:
+    truth: str
+    top: list[str]
+    known: bool
+    score: float
+
+
+@dataclass
+class Row:
+    condition: str
+    description: str
+    answers: list[Answer]
+
+    def share(self, pred) -> float:
+        return float(np.mean([pred(a) for a in self.answers])) if self.answers else float("nan")
+
+    @property
+    def top1(self) -> float:
+        return self.share(lambda a: a.top[0] == a.truth)
+
+    @property
+    def top5(self) -> float:
+        return self.share(lambda a: a.truth in a.top[:5])
+
+    @property
+    def unknown(self) -> float:
+        return self.share(lambda a: not a.known)
+
+    @property
+    def known_wrong(self) -> float:
+        return self.share(lambda a: a.known and a.top[0] != a.truth)
+
+    def calibration(self) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            np.array([a.score for a in self.answers]),
+            np.array([a.top[0] == a.truth for a in self.answers]),
+        )
+
+    @property
+    def ece(self) -> float:
+        return expected_calibration_error(*self.calibration())
+
+
+def test_photos(data: Path, per_class: int) -> list[tuple[str, Path]]:
+    out = []
+    for folder in sorted(p for p in (data / "Test").iterdir() if p.is_dir()):
+        photos = sorted(folder.glob("*.jpg"))
+        out += [(folder.name, p) for p in (photos[:per_class] if per_class else photos)]
+    return out
+
+
+def build_bundle(data: Path, out: Path, weights: str, image_size: int, repo: Path) -> Path:
+    """The job with its default settings: the robust configuration is the default one."""
+    cmd = [sys.executable, "-m", "batch", "--input", str(data / "Training"), "--output", str(out)]
+    cmd += ["--weights", weights, "--image-size", str(image_size)]
+    print(f"building the bundle: {' '.join(cmd[1:])}", flush=True)
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=repo, timeout=7200)
+    print(f"job took {time.perf_counter() - started:.0f} s", flush=True)
+    return out
+
+
+def answer(truth: str, body: dict) -> Answer:
+    top = body["top_k"]
+    return Answer(truth, [m["label"] for m in top], body["known"], top[0]["score"])
+
+
+def classify(client: httpx.Client, photo: bytes) -> dict:
+    for attempt in range(3):  # bounded: a 503 (queue full) is retried twice, then reported
+        resp = client.post("/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")})
+        if resp.status_code != 503:
+            break
+        time.sleep(0.5 * (attempt + 1))
+    resp.raise_for_status()
+    return resp.json()
+
+
+def run_condition(url, name, jobs, concurrency) -> list[dict]:
+    with httpx.Client(base_url=url, timeout=120) as client, ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(lambda blob: classify(client, blob), jobs))
+
+
+def contact_sheet(examples: dict[str, list[bytes]], path: Path, thumb: int = 120) -> None:
+    """One column per condition, a few example variants each, labelled."""
+    cols, rows = len(examples), max(len(v) for v in examples.values())
+    sheet = Image.new("RGB", (cols * thumb, rows * thumb + 28), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for c, (name, blobs) in enumerate(examples.items()):
+        draw.text((c * thumb + 3, 4), name[:19], fill=(0, 0, 0), font_size=11)
+        for r, blob in enumerate(blobs):
+            img = ImageOps.exif_transpose(Image.open(io.BytesIO(blob))).convert("RGB")
+            img.thumbnail((thumb - 4, thumb - 4))
+            sheet.paste(img, (c * thumb + 2, 28 + r * thumb + 2))
+    sheet.save(path, optimize=True)
+
+
+def markdown(rows: list[Row], non_fruit: dict[str, dict], meta: dict) -> str:
+    clean = rows[0].top1
+    lines = [
+        "# Robustness: phone-photo conditions through the real service",
+        "",
+        "Generated by `make robustness` (`python -m benchmarks.robustness`); do not edit by hand.",
+        "",
+        f"- bundle: {meta['bundle']}",
+        f"- test photos: {meta['photos']} Fruits-360 Test photos ({meta['classes']} classes), "
+        f"one seeded variant per photo and condition; every answer over HTTP from `python -m service`",
+        f"- took {meta['seconds']:.0f} s on this machine ({meta['requests']} requests)",
+        "",
+        "Columns: top-1 / top-5 accuracy; *unknown* = answered `known: false` (every photo shows a "
+        "fruit, so this is the false-unknown rate); *known-wrong* = `known: true` with a wrong "
+        "fruit; ECE = expected calibration error of the top score (15 bins); gap = top-1 minus "
+        "the clean row's.",
+        "",
+        "| condition | what it is | top-1 | top-5 | unknown | known-wrong | ECE | gap |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.condition} | {r.description} | {r.top1:.1%} | {r.top5:.1%} | {r.unknown:.1%} | "
+            f"{r.known_wrong:.1%} | {r.ece:.3f} | {100 * (r.top1 - clean):+.1f} |"
+        )
+    fruit = [a for r in rows for a in r.answers]
+    overall_kw = float(np.mean([a.known and a.top[0] != a.truth for a in fruit]))
+    called = [n for n, v in non_fruit.items() if v["known"]]
+    lines += [
+        "",
+        f"Known-but-wrong over all {len(fruit)} variants: **{overall_kw:.2%}**.",
+        "",
+        f"Non-fruit images called known: **{len(called)} of {len(non_fruit)}**"
+        + (f" ({', '.join(called)})" if called else "")
+        + ".",
+        "",
+        "| non-fruit image | known | top answer | score |",
+        "|---|---|---|---:|",
+    ]
+    for name, v in non_fruit.items():
+        lines.append(f"| {name} | {v['known']} | {v['label']} | {v['score']:.2f} |")
+    lines += [
+        "",
+        "![example variants](robustness-examples.png)",
+        "",
+        "![reliability diagram](robustness-reliability.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def check_targets(rows: list[Row], non_fruit: dict[str, dict]) -> list[tuple[str, bool, str]]:
+    clean = rows[0]
+    out = []
+    for r in rows[1:]:
+        if r.condition.startswith("textured"):
+            out.append((f"{r.condition} top-1 >= 80%", r.top1 >= TARGET_TEXTURED, f"{r.top1:.1%}"))
+        else:
+            gap = clean.top1 - r.top1
+            out.append((f"{r.condition} within 5 points of clean", gap <= TARGET_GAP, f"{-100 * gap:+.1f}"))
+    for r in rows:
+        ok = r.known_wrong < r.unknown or r.known_wrong == 0
+        out.append((f"{r.condition}: known-wrong < unknown", ok, f"{r.known_wrong:.1%} vs {r.unknown:.1%}"))
+    fruit = [a for r in rows for a in r.answers]
+    kw = float(np.mean([a.known and a.top[0] != a.truth for a in fruit]))
+    out.append(("known-wrong overall < 5%", kw < TARGET_KNOWN_WRONG, f"{kw:.2%}"))
+    out.append(("ECE on clean <= 0.05", clean.ece <= TARGET_ECE, f"{clean.ece:.3f}"))
+    called = sum(v["known"] for v in non_fruit.values())
+    out.append(("no non-fruit image called known", called == 0, f"{called} of {len(non_fruit)}"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.robustness", description=__doc__)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="fruits360 folder (Training/, Test/)")
+    p.add_argument("--artifacts", type=Path, help="an existing bundle root (default: build one)")
+    p.add_argument("--per-class", type=int, default=0, help="Test photos per class (0 = all)")
+    p.add_argument("--weights", default="random:0")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
+    p.add_argument("--markdown", type=Path, default=REPO_ROOT / "docs/robustness.md")
+    p.add_argument("--json", type=Path, help="also write every answer here")
+    p.add_argument(
+        "--repo",
+        type=Path,
+        default=REPO_ROOT,
+        help="checkout whose job and service run (an older one gives the 'before' figures)",
+    )
+    args = p.parse_args(argv)
+    if not (args.data / "Test").is_dir():
+        print(
+            f"{args.data}/Test not found: point --data (or FRUITS360_DIR) at a Fruits-360 folder "
+            "with Training/ and Test/ (on our machines: ../shared/data/fruits360)",
+            file=sys.stderr,
+        )
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    photos = test_photos(args.data, args.per_class)
+    labels = sorted({label for label, _ in photos})
+    firsts = {}
+    for label, path in photos:
+        firsts.setdefault(label, path)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="robustness-") as tmp:
+        root = args.artifacts or build_bundle(
+            args.data, Path(tmp) / "artifacts", args.weights, args.image_size, args.repo
+        )
+        env = {"ARTIFACTS_URI": str(root), "LOG_LEVEL": "warning"}
+        with running_service(env, ready_timeout_s=600, cwd=args.repo) as (url, _):
+            model = httpx.get(f"{url}/v1/model", timeout=30).json()
+            rows: list[Row] = []
+            examples: dict[str, list[bytes]] = {}
+            requests = 0
+            for ci, condition in enumerate(args.conditions):
+                jobs = []
+                for k, (label, path) in enumerate(photos):
+                    # A backdrop photo from another class, chosen by the seed.
+                    other = labels[(labels.index(label) + 1 + (k * 7) % (len(labels) - 1)) % len(labels)]
+                    img = Image.open(path).convert("RGB")
+                    backdrop = Image.open(firsts[other]).convert("RGB")
+                    jobs.append(make_variant(condition, img, 100_000 * ci + k, backdrop))
+                examples[condition] = jobs[:: max(1, len(jobs) // 3)][:3]
+                t0 = time.perf_counter()
+                answers = run_condition(url, condition, jobs, args.concurrency)
+                requests += len(jobs)
+                rows.append(
+                    Row(
+                        condition,
+                        CONDITIONS[condition][0],
+                        [
+                            Answer(
+                                label, [m["label"] for m in a["top_k"]], a["known"], a["top_k"][0]["score"]
+                            )
+                            for (label, _), a in zip(photos, answers, strict=True)
+                        ],
+                    )
+                )
+                r = rows[-1]
+                print(
+                    f"{condition:16s} top-1 {r.top1:6.1%} top-5 {r.top5:6.1%} unknown {r.unknown:6.1%} "
+                    f"known-wrong {r.known_wrong:6.1%} ECE {r.ece:.3f}  ({time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
+            blanks = non_fruit_images()
+            answers = run_condition(url, "non-fruit", list(blanks.values()), args.concurrency)
+            non_fruit = {
+                name: {"known": a["known"], "label": a["top_k"][0]["label"], "score": a["top_k"][0]["score"]}
+                for name, a in zip(blanks, answers, strict=True)
+            }
+    seconds = time.perf_counter() - started
+    meta = {
+        "bundle": f"{model['model']['version']} ({model['model']['featurizer']}, "
+        f"{model['model']['image_size']} px, weights {model['model']['weights']}, "
+        f"{model.get('augmented_views_per_photo', 0)} augmented views per photo, "
+        f"{model.get('reference_rows', model['training_photos'])} reference rows, "
+        f"preprocessing {model.get('preprocessing', 'pad-to-square (before object framing)')})",
+        "photos": len(photos),
+        "classes": len(labels),
+        "seconds": seconds,
+        "requests": requests + len(blanks),
+    }
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text(markdown(rows, non_fruit, meta))
+    contact_sheet(examples, args.markdown.parent / "robustness-examples.png")
+    curves = {
+        r.condition: r.calibration()
+        for r in rows
+        if r.condition in ("clean", "small_offcentre", "brightness", "textured_wood", "rotation")
+    }
+    (args.markdown.parent / "robustness-reliability.png").write_bytes(reliability_plot(curves))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {r.condition: [a.__dict__ for a in r.answers] for r in rows} | {"non_fruit": non_fruit}
+            )
+        )
+    print(f"\nwrote {args.markdown} (+ contact sheet and reliability diagram); {seconds:.0f} s in all")
+    failed = 0
+    for name, ok, value in check_targets(rows, non_fruit):
+        failed += not ok
+        print(f"  [{'ok' if ok else 'MISSED'}] {name}: {value}")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Finds the fruit in a photo: a background model from the border, a foreground mask, its box.
+
+Fruits-360 shows one fruit filling a 100 px frame on white; phone photos show it smaller,
+anywhere, on a table or a cloth, under some light. The preprocessing crops what this module
+finds and re-centres it on white, so both kinds of photo reach the model framed alike.
+
+Everything runs on a thumbnail (WORK_SIDE px), so the cost per photo is a few milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError, cKDTree
+
+# Object finding runs on a thumbnail of at most this side: enough for a fruit at 10% of the
+# frame, and smoothing enough to turn sensor noise and fine texture into flat colour.
+WORK_SIDE = 128
+# The border band that samples the background, as a share of the thumbnail's short side.
+BORDER_SHARE = 0.05
+# The backdrop is plain when PLAIN_SHARE of the border lies within PLAIN_RADIUS of its most
+# common colour (WHITE_PLAIN_SHARE for a white page, whose fruit may fill the frame).
+PLAIN_RADIUS = 16.0
+PLAIN_SHARE = 0.6
+WHITE_PLAIN_SHARE, WHITE_LEVEL = 0.3, 200
+# A textured backdrop is represented by at most this many border samples...
+MAX_SAMPLES = 400
+# ...and a pixel's distance to it is averaged over this window (thumbnail pixels).
+TEXTURE_WINDOW = 5
+# A pixel is foreground when it is farther than this from every background prototype...
+MIN_THRESHOLD = 30.0
+# ...or NOISE_FACTOR x the border's own spread around its prototypes, whichever is larger.
+NOISE_FACTOR = 2.5
+# A pixel up to this much darker than a prototype, with the prototype's colour, is its shadow.
+SHADOW_MIN_RATIO = 0.35
+# On a plain backdrop the object must hold this share of everything unlike the backdrop.
+DOMINANT_SHARE = 0.6
+# A found object must cover this share of the frame: less is a speck, more is no object.
+MIN_AREA, MAX_AREA = 0.003, 0.92
+# White balance only for a plain, near-neutral, lit backdrop (a white page under a cast).
+BALANCE_MIN_LEVEL = 110.0
+BALANCE_MAX_CAST = 1.35
+BALANCE_MAX_GAIN = 2.2
+
+
+@dataclass(frozen=True)
+class FoundObject:
+    """The fruit's box and mask, in thumbnail pixels, and the backdrop it was found against."""
+
+    box: tuple[int, int, int, int]  # left, top, right (exclusive), bottom (exclusive)
+    mask: np.ndarray  # (h, w) bool: the fruit
+    backdrop: Backdrop
+
+    @property
+    def area(self) -> float:
+        return float(self.mask.mean())
+
+
+def border_pixels(rgb: np.ndarray) -> np.ndarray:
+    """The pixels of a band along the four edges, (n, 3)."""
+    h, w = rgb.shape[:2]
+    b = max(2, round(BORDER_SHARE * min(h, w)))
+    band = np.ones((h, w), dtype=bool)
+    band[b : h - b, b : w - b] = False
+    return rgb[band]
+
+
+def white_balance_gains(rgb: np.ndarray) -> np.ndarray | None:
+    """Per-channel gains that turn a plain, near-neutral backdrop white; None for any other.
+
+    A white page photographed in dim, warm or cool light comes out grey or tinted; the same
+    gains applied to the whole photo undo that light for the fruit too. A coloured, dark or
+    busy backdrop says nothing about the light, so it gets no correction.
+    """
+    colour, near = dominant_colour(border_pixels(rgb))
+    if not is_plain(colour, near):
+        return None
+    if colour.max() < BALANCE_MIN_LEVEL:
+        return None
+    if colour.max() / max(colour.min(), 1.0) > BALANCE_MAX_CAST:
+        return None
+    gains = 255.0 / np.maximum(colour, 1.0)
+    if gains.max() > BALANCE_MAX_GAIN:
+        return None
+    return gains.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Backdrop:
+    """What surrounds the fruit, learnt from the border band."""
+
+    colours: np.ndarray  # (P, 3) prototype colours: one for a plain backdrop, samples otherwise
+    plain: bool
+    threshold: float  # distance beyond which a pixel is not backdrop
+
+    def distance(self, rgb: np.ndarray) -> np.ndarray:
+        """(h, w): each pixel's distance to the nearest backdrop colour; a plain backdrop's
+        shadow (its colour, less light) counts as backdrop."""
+        flat = rgb.reshape(-1, 3)
+        if not self.plain:
+            return cKDTree(self.colours).query(flat, k=1)[0].reshape(rgb.shape[:2])
+        colour = self.colours[0]
+        direct = np.sqrt(((flat - colour) ** 2).sum(-1))
+        ratio = flat.mean(-1) / max(float(colour.mean()), 1.0)
+        relit = flat / np.maximum(ratio, 1e-3)[:, None]
+        shadow = np.sqrt(((relit - colour) ** 2).sum(-1))
+        shadow = np.where((ratio >= SHADOW_MIN_RATIO) & (ratio <= 1.0), shadow, np.inf)
+        return np.minimum(direct, shadow).reshape(rgb.shape[:2])
+
+
+def dominant_colour(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The most common colour of (n, 3) pixels (the fullest coarse bin, refined to the mean of
+    the pixels near it) and which pixels lie within PLAIN_RADIUS of it. A median would fall
+    between the backdrop and a fruit that covers much of the border; the mode does not."""
+    bins = np.floor(pixels / 32.0).astype(np.int32)
+    keys = (bins[:, 0] * 8 + bins[:, 1]) * 8 + bins[:, 2]
+    fullest = np.bincount(keys).argmax()
+    colour = pixels[keys == fullest].mean(0)
+    near = np.sqrt(((pixels - colour) ** 2).sum(-1)) <= PLAIN_RADIUS
+    if near.any():
+        colour = pixels[near].mean(0)
+        near = np.sqrt(((pixels - colour) ** 2).sum(-1)) <= PLAIN_RADIUS
+    return colour, near
+
+
+def is_plain(colour: np.ndarray, near: np.ndarray) -> bool:
+    """Most of the border is one colour; for a white page, much of it is enough (a fruit filling
+    the frame, as in the studio shots, covers a good part of the border)."""
+    white = colour.min() >= WHITE_LEVEL and colour.max() - colour.min() <= 20
+    return bool(near.mean() >= (WHITE_PLAIN_SHARE if white else PLAIN_SHARE))
+
+
+def learn_backdrop(rgb: np.ndarray) -> Backdrop:
+    """Plain when most of the border is one colour (a fruit touching the edge is not backdrop);
+    otherwise a texture, represented by samples of the border's colours."""
+    border = border_pixels(rgb)
+    colour, near = dominant_colour(border)
+    if is_plain(colour, near):
+        spread = float(np.percentile(np.sqrt(((border[near] - colour) ** 2).sum(-1)), 90))
+        return Backdrop(colour[None, :].astype(np.float32), True, max(MIN_THRESHOLD, NOISE_FACTOR * spread))
+    step = max(1, len(border) // MAX_SAMPLES)
+    samples = border[::step].astype(np.float32)
+    # The texture's own spread: how far a border pixel is from the nearest other sample.
+    spread = float(np.percentile(cKDTree(samples).query(samples, k=2)[0][:, 1], 90))
+    return Backdrop(samples, False, max(MIN_THRESHOLD, NOISE_FACTOR * spread))
+
+
+def find_object(rgb: np.ndarray) -> FoundObject | None:
+    """The most prominent object in a thumbnail (h, w, 3) float32, or None when there is none.
+
+    Background = the colours of the border band; foreground = pixels far from all of them;
+    the object = the largest connected foreground region, holes filled. None (keep the whole
+    photo) when that region is a speck, fills nearly the whole frame, or nothing stands out.
+    """
+    smooth = ndimage.uniform_filter(rgb, size=(3, 3, 1), mode="nearest")
+    backdrop = learn_backdrop(smooth)
+    distance = backdrop.distance(smooth)
+    if not backdrop.plain:
+        # On a texture, parts of the fruit match some of the texture's colours (a dark cherry, a
+        # dark stripe of wood): averaging the distance over a neighbourhood lets the fruit's
+        # mostly-unlike surface carry those parts, while the texture, like itself everywhere,
+        # stays low.
+        distance = ndimage.uniform_filter(distance, size=TEXTURE_WINDOW, mode="nearest")
+    foreground = distance > backdrop.threshold
+    foreground = ndimage.binary_opening(foreground, structure=np.ones((2, 2)))
+    foreground = ndimage.binary_closing(foreground, structure=np.ones((3, 3)), border_value=0)
+    obj = largest_region(foreground)
+    if backdrop.plain and obj.sum() < DOMINANT_SHARE * foreground.sum():
+        return None  # many similar things (lines of text, a cluttered table): no one object
+    if not backdrop.plain:
+        obj = convex_hull(obj)  # a fruit is nearly convex: its hull gives back the bitten edges
+        edges = obj[0].any() + obj[-1].any() + obj[:, 0].any() + obj[:, -1].any()
+        if edges > 2:  # the "object" runs across the frame: the texture was not learnt
+            return None
+    if not MIN_AREA <= obj.mean() <= MAX_AREA:
+        return None
+    rows = np.flatnonzero(obj.any(1))
+    cols = np.flatnonzero(obj.any(0))
+    return FoundObject(
+        box=(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1),
+        mask=obj,
+        backdrop=backdrop,
+    )
+
+
+def largest_region(mask: np.ndarray) -> np.ndarray:
+    """The largest connected region of a boolean mask, its holes filled (all False if none)."""
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return np.zeros_like(mask, dtype=bool)
+    sizes = np.bincount(labels.ravel())[1:]
+    return ndimage.binary_fill_holes(labels == int(np.argmax(sizes)) + 1)
+
+
+def convex_hull(mask: np.ndarray) -> np.ndarray:
+    """The convex hull of a boolean mask's pixels, as a boolean mask."""
+    points = np.argwhere(mask)
+    if len(points) < 3:
+        return mask
+    try:
+        hull = ConvexHull(points[:, ::-1] + 0.5)
+    except QhullError:  # all points on a line
+        return mask
+    canvas = Image.new("1", (mask.shape[1], mask.shape[0]), 0)
+    ImageDraw.Draw(canvas).polygon([tuple(v) for v in hull.points[hull.vertices]], fill=1)
+    return np.asarray(canvas, dtype=bool) | mask

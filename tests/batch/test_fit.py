@@ -1,0 +1,55 @@
+"""batch.fit against Spark ML's own StandardScaler + PCA on the same DataFrame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.ml.feature import PCA, StandardScaler
+from pyspark.ml.functions import array_to_vector
+
+from batch.fit import fit_projection
+
+
+@pytest.mark.spark
+def test_fit_equals_spark_ml_scaler_and_pca(spark):
+    rng = np.random.default_rng(3)
+    n, d, k = 400, 24, 6
+    # Correlated columns with distinct variances, one constant column, positive like ReLU outputs.
+    x = np.abs(rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * rng.uniform(0.5, 3, d) + 2)
+    x[:, 5] = 1.5
+    frame = spark.createDataFrame(
+        pd.DataFrame({"features": list(x.astype(np.float32))}), "features array<float>"
+    ).repartition(3)
+
+    ours = fit_projection(frame, n_rows=n, dim=d, components=k, variance=0.9, max_components=d)
+
+    vectors = frame.select(array_to_vector("features").alias("v"))
+    scaler = StandardScaler(withMean=True, withStd=True, inputCol="v", outputCol="s").fit(vectors)
+    pca = PCA(k=d, inputCol="s").fit(scaler.transform(vectors))
+    np.testing.assert_allclose(ours.mean, scaler.mean.toArray(), rtol=1e-6)
+    np.testing.assert_allclose(ours.scale, scaler.std.toArray(), rtol=1e-6, atol=1e-9)
+    assert ours.scale[5] == 0.0
+    np.testing.assert_allclose(
+        ours.explained_variance, pca.explainedVariance.toArray(), rtol=1e-6, atol=1e-12
+    )
+    theirs = pca.pc.toArray()[:, :k].T
+    signs = np.sign((ours.components * theirs).sum(1))
+    np.testing.assert_allclose(ours.components, theirs * signs[:, None], rtol=1e-6, atol=1e-6)
+    assert ours.k == k and ours.chosen_by == "--components"
+
+
+@pytest.mark.spark
+def test_k_by_variance_and_deterministic_signs(spark):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(200, 10)) @ np.diag([5, 4, 3, 1, 1, 0.5, 0.2, 0.1, 0.1, 0.1])
+    frame = spark.createDataFrame(
+        pd.DataFrame({"features": list(x.astype(np.float32))}), "features array<float>"
+    )
+    a = fit_projection(frame, n_rows=200, dim=10, components=None, variance=0.5, max_components=10)
+    b = fit_projection(
+        frame.repartition(4), n_rows=200, dim=10, components=None, variance=0.5, max_components=10
+    )
+    assert np.cumsum(a.explained_variance)[a.k - 1] >= 0.5 > np.cumsum(a.explained_variance)[a.k - 2]
+    np.testing.assert_allclose(a.components, b.components, atol=1e-9)  # same signs, any partitioning
+    assert (a.components[np.arange(a.k), np.abs(a.components).argmax(1)] > 0).all()

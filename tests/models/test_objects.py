@@ -1,0 +1,127 @@
+"""The object finder and object framing on synthetic scenes whose fruit box is known exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from models.objects import find_object, white_balance_gains
+from models.preprocess import frame_object, open_image, to_model_input
+from tests.support import encode, shared_photos
+
+W, H = 128, 96  # a thumbnail-sized scene: find_object's own resolution
+
+
+def scene(backdrop: Image.Image, box: tuple[int, int, int, int], colour=(200, 30, 40)) -> Image.Image:
+    """An ellipse (a fruit) filling `box` = (left, top, right, bottom), exclusive, on a backdrop."""
+    img = backdrop.copy()
+    left, top, right, bottom = box
+    ImageDraw.Draw(img).ellipse((left, top, right - 1, bottom - 1), fill=colour)
+    return img
+
+
+def stripes(w=W, h=H, period=6) -> Image.Image:
+    """Wood-like stripes of two browns."""
+    x = np.arange(w)[None, :, None]
+    dark, light = np.array([100, 65, 35]), np.array([165, 120, 70])
+    arr = np.where((x // (period // 2)) % 2 == 0, dark, light) * np.ones((h, 1, 1))
+    return Image.fromarray(arr.astype(np.uint8))
+
+
+def found_box(img: Image.Image):
+    found = find_object(np.asarray(img, dtype=np.float32))
+    return None if found is None else found.box
+
+
+@pytest.mark.parametrize(
+    ("name", "backdrop"),
+    [
+        ("white page", Image.new("RGB", (W, H), (255, 255, 255))),
+        ("coloured paper", Image.new("RGB", (W, H), (60, 110, 190))),
+        ("grey table", Image.new("RGB", (W, H), (120, 120, 118))),
+        ("wood stripes", stripes()),
+    ],
+)
+@pytest.mark.parametrize("box", [(70, 20, 110, 62), (8, 50, 38, 88), (40, 30, 64, 54)])
+def test_the_box_found_matches_the_fruit_within_two_pixels(name, backdrop, box):
+    got = found_box(scene(backdrop, box))
+    assert got is not None, name
+    assert np.abs(np.subtract(got, box)).max() <= 2, (name, got, box)
+
+
+def test_a_cast_shadow_is_not_part_of_the_fruit():
+    page = Image.new("RGB", (W, H), (255, 255, 255))
+    shadow = Image.new("L", (W, H), 0)
+    ImageDraw.Draw(shadow).ellipse((52, 38, 100, 86), fill=255)  # offset down-right
+    shadow = shadow.filter(ImageFilter.GaussianBlur(4))
+    arr = np.asarray(page, dtype=np.float32) * (
+        1 - 0.45 * np.asarray(shadow, dtype=np.float32)[..., None] / 255
+    )
+    img = scene(Image.fromarray(arr.astype(np.uint8)), (40, 26, 80, 66), colour=(230, 190, 40))
+    assert np.abs(np.subtract(found_box(img), (40, 26, 80, 66))).max() <= 2
+
+
+def test_a_fruit_touching_the_edges_is_still_found_whole():
+    box = (4, 0, 124, 96)  # fills the frame, touching top and bottom, as Fruits-360 photos do
+    got = found_box(scene(Image.new("RGB", (W, H), (255, 255, 255)), box))
+    assert np.abs(np.subtract(got, box)).max() <= 2
+
+
+@pytest.mark.parametrize(
+    "img",
+    [
+        Image.new("RGB", (W, H), (255, 255, 255)),
+        Image.new("RGB", (W, H), (30, 160, 60)),
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)),
+        stripes(),
+    ],
+    ids=["blank page", "flat colour", "noise", "bare wood"],
+)
+def test_no_object_in_an_empty_scene(img):
+    assert found_box(img) is None
+
+
+def test_white_balance_only_for_a_plain_near_neutral_backdrop():
+    grey_page = scene(Image.new("RGB", (W, H), (150, 150, 150)), (40, 30, 80, 70))
+    np.testing.assert_allclose(
+        white_balance_gains(np.asarray(grey_page, dtype=np.float32)), 255 / 150, rtol=1e-3
+    )
+    warm_page = scene(Image.new("RGB", (W, H), (250, 225, 200)), (40, 30, 80, 70))
+    gains = white_balance_gains(np.asarray(warm_page, dtype=np.float32))
+    np.testing.assert_allclose(gains, [255 / 250, 255 / 225, 255 / 200], rtol=1e-3)
+    blue_paper = scene(Image.new("RGB", (W, H), (60, 110, 190)), (40, 30, 80, 70))
+    assert white_balance_gains(np.asarray(blue_paper, dtype=np.float32)) is None
+    assert white_balance_gains(np.asarray(stripes(), dtype=np.float32)) is None
+
+
+@pytest.fixture(scope="module")
+def studio() -> Image.Image:
+    """A real Fruits-360 photo: one fruit filling a 100 px frame on white."""
+    return Image.open(shared_photos("Test", "Banana")[0]).convert("RGB")
+
+
+def test_a_small_off_centre_fruit_reaches_the_model_framed_like_the_studio_photo(studio):
+    reference = to_model_input(studio, 64)
+    for left, top, side in [(30, 40, 180), (560, 300, 220), (250, 100, 300)]:
+        page = Image.new("RGB", (800, 600), (255, 255, 255))
+        page.paste(studio.resize((side, side), Image.Resampling.BICUBIC), (left, top))
+        framed = to_model_input(open_image(encode(page, "JPEG", quality=92)), 64)
+        assert np.abs(framed - reference).mean() < 6, (left, top, side)
+        # Without framing (the whole page, padded) the fruit would be a small dot: far off.
+        padded = np.asarray(page.resize((64, 48)), dtype=np.float32)
+        assert np.abs(padded - reference[:48]).mean() > 25
+
+
+def test_dim_light_on_a_white_page_is_undone(studio):
+    dim = Image.fromarray((np.asarray(studio, dtype=np.float32) * 0.65).astype(np.uint8))
+    framing = frame_object(dim)
+    assert framing.gains is not None
+    assert np.abs(to_model_input(dim, 64) - to_model_input(studio, 64)).mean() < 6
+
+
+def test_framing_keeps_the_old_path_when_nothing_stands_out():
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 256, (60, 90, 3), dtype=np.uint8))
+    framing = frame_object(noise)
+    assert framing.found is None
+    assert framing.square == (0.0, -15.0, 90.0)  # padded to a square, centred
