@@ -14,7 +14,7 @@ import numpy as np
 import pyspark
 import pytest
 
-from batch.config import JobConfig
+from batch.config import DEFAULT_AUGMENT_VIEWS, JobConfig
 from batch.job import run_job
 from models.bundle import read_bundle
 from models.featurizer import FeaturizerSpec
@@ -166,7 +166,9 @@ def test_spark_submit_on_a_standalone_cluster_matches_local(spark, tmp_path):
     assert local.manifest["spark"]["master"].startswith("local")
 
     assert (
-        on_cluster.sources.tolist() == local.sources.tolist() == sorted(str(p) for p in photos.rglob("*.jpg"))
+        on_cluster.sources.tolist()
+        == local.sources.tolist()
+        == sorted(str(p) for p in photos.rglob("*.jpg") for _ in range(1 + DEFAULT_AUGMENT_VIEWS))
     )
     assert on_cluster.embeddings.shape == local.embeddings.shape
     np.testing.assert_allclose(on_cluster.embeddings, local.embeddings, atol=1e-4, rtol=0)
