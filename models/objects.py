@@ -54,10 +54,6 @@ class FoundObject:
     mask: np.ndarray  # (h, w) bool: the fruit
     backdrop: Backdrop
 
-    @property
-    def area(self) -> float:
-        return float(self.mask.mean())
-
 
 def border_pixels(rgb: np.ndarray) -> np.ndarray:
     """The pixels of a band along the four edges, (n, 3)."""
@@ -177,13 +173,15 @@ def find_object(rgb: np.ndarray) -> FoundObject | None:
             return None
     if not MIN_AREA <= obj.mean() <= MAX_AREA:
         return None
-    rows = np.flatnonzero(obj.any(1))
-    cols = np.flatnonzero(obj.any(0))
-    return FoundObject(
-        box=(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1),
-        mask=obj,
-        backdrop=backdrop,
-    )
+    return FoundObject(box=mask_box(obj), mask=obj, backdrop=backdrop)
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom), exclusive, of a boolean mask's True pixels; None if none."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def largest_region(mask: np.ndarray) -> np.ndarray:

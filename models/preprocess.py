@@ -15,6 +15,7 @@ from models.objects import (
     FoundObject,
     find_object,
     largest_region,
+    mask_box,
     white_balance_gains,
 )
 
@@ -141,7 +142,7 @@ def _framed(img: Image.Image, size: int) -> np.ndarray:
     if framing.found is None:
         return np.asarray(_square_on_white(img, framing.square, size), dtype=np.float32)
     rgb, mask = _cut_out(img, framing, framing.square, framing.mask_square, size)
-    box = _mask_box(mask)
+    box = mask_box(mask)
     if box is not None:
         square = _inner_square(framing.square, box, size)
         mask_square = _inner_square(framing.mask_square, box, size)
@@ -188,13 +189,6 @@ def _turn_upright(rgb: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
     side = max(right - left, bottom - top) * (1 + 2 * OBJECT_MARGIN)
     square = ((left + right - side) / 2, (top + bottom - side) / 2, side)
     return np.asarray(_square_on_white(photo, square, size), dtype=np.float32)
-
-
-def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if not len(rows):
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 # The margin left around a found fruit, as a share of its larger side (Fruits-360's frames
