@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw, ImageOps
 from batch.report import reliability_plot
 from benchmarks.scenes import CONDITIONS, make_variant, non_fruit_images
 from models.scoring import expected_calibration_error
-from tests.support import REPO_ROOT, running_service
+from service.launch import REPO_ROOT, running_service
 
 DEFAULT_DATA = Path(os.environ.get("FRUITS360_DIR", REPO_ROOT.parent / "shared/data/fruits360"))
 TARGET_GAP = 0.05  # every condition within 5 points of clean top-1...

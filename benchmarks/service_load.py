@@ -25,7 +25,7 @@ import numpy as np
 
 from models.featurizer import FeaturizerSpec, build_featurizer
 from models.preprocess import preprocess_image
-from tests.support import REPO_ROOT, running_service
+from service.launch import REPO_ROOT, running_service
 
 TARGET_THROUGHPUT_RATIO = 0.7  # concurrency 16 vs the bare batch-32 featurizer
 TARGET_TAIL_RATIO = 1.5  # p99 / p50 at concurrency 1

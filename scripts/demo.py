@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+from service.launch import REPO_ROOT as REPO
+from service.launch import running_service
+
 SAMPLE = REPO / "examples" / "sample"
 
 
@@ -36,20 +36,6 @@ def run_job(output: Path, image_size: int) -> None:
     subprocess.run(cmd, cwd=REPO, check=True)
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"the service exited with code {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    sys.exit(f"the service was not ready after {timeout_s:.0f} s")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--output", type=Path, default=REPO / "build" / "demo-artifacts")
@@ -68,33 +54,36 @@ def main() -> None:
     run_job(args.output, args.image_size)
 
     print("\n== 2/3  Service")
-    url = f"http://127.0.0.1:{args.port}"
-    env = {**os.environ, "ARTIFACTS_URI": str(args.output)}
-    proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(args.port)], cwd=REPO, env=env)
+    log_path = args.output.parent / "demo-service.log"
     try:
-        wait_ready(url, proc)
-        print(f"\n== 3/3  POST {url}/v1/classify  file={args.photo.relative_to(REPO)}")
-        with args.photo.open("rb") as fh:
-            resp = httpx.post(
-                f"{url}/v1/classify",
-                params={"top_k": 3},
-                files={"file": (args.photo.name, fh, "image/jpeg")},
-                timeout=60,
-            )
-        print(json.dumps(resp.json(), indent=2, ensure_ascii=False))
-        resp.raise_for_status()
-        print(f"\nBest class: {resp.json()['label']} (true class: {args.photo.parent.name}).")
-        print(f"Swagger UI: {url}/docs   Model: {url}/v1/model")
-        serve = args.serve == "yes" or (args.serve == "auto" and sys.stdin.isatty())
-        if serve:
-            print("Serving until Ctrl-C ...")
-            proc.wait()
+        with running_service(
+            {"ARTIFACTS_URI": str(args.output.resolve())},
+            log_path=log_path,
+            port=args.port,
+            ready_timeout_s=180,
+        ) as (url, proc):
+            print(f"{url} is ready (its log: {log_path})")
+            classify(url, args.photo)
+            print(f"Swagger UI: {url}/docs   Model: {url}/v1/model")
+            if args.serve == "yes" or (args.serve == "auto" and sys.stdin.isatty()):
+                print("Serving until Ctrl-C ...")
+                proc.wait()
     except KeyboardInterrupt:
         pass
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
+
+def classify(url: str, photo: Path) -> None:
+    print(f"\n== 3/3  POST {url}/v1/classify  file={photo.relative_to(REPO)}")
+    with photo.open("rb") as fh:
+        resp = httpx.post(
+            f"{url}/v1/classify",
+            params={"top_k": 3},
+            files={"file": (photo.name, fh, "image/jpeg")},
+            timeout=60,
+        )
+    print(json.dumps(resp.json(), indent=2, ensure_ascii=False))
+    resp.raise_for_status()
+    print(f"\nBest class: {resp.json()['label']} (true class: {photo.parent.name}).")
 
 if __name__ == "__main__":
     main()
