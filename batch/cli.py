@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from batch.config import DEFAULT_AUGMENT_VIEWS, DEFAULT_VARIANCE, MAX_COMPONENTS, JobConfig
 from models.augment import AugmentSpec
 from models.featurizer import DEFAULT_BATCH_SIZE, FeaturizerSpec
+
+if TYPE_CHECKING:  # batch.job imports Spark: only once the arguments are known good
+    from batch.job import JobResult
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m batch",
         description="Featurize Fruits-360-style photos (one folder per class) with ResNet50, "
-        "fit StandardScaler + PCA in Spark ML, and publish a versioned artifact bundle.",
+        "fit a scaler + PCA on Spark-aggregated moments, and publish a versioned artifact bundle.",
     )
     p.add_argument("--input", required=True, help="folder or s3://bucket/prefix of photos")
     p.add_argument("--output", required=True, help="bundle root: folder or s3://bucket/prefix")
@@ -95,33 +99,32 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
     )
 
 
-def print_summary(result) -> None:
+def print_summary(result: JobResult) -> None:
     m = result.manifest
     print(f"\nPublished bundle {result.version} -> {result.bundle_uri}")
     print(
-        f"  featurizer {m['featurizer']['kind']} at {m['image_size']}px, weights "
-        f"{m['weights']['spec']} (sha256 {m['weights']['sha256'][:12]})"
-        + ("  [RANDOM weights: demo/test only]" if m["weights"]["random"] else "")
+        f"  featurizer {m.featurizer.kind} at {m.image_size}px, weights "
+        f"{m.weights.spec} (sha256 {m.weights.sha256[:12]})"
+        + ("  [RANDOM weights: demo/test only]" if m.weights.random else "")
     )
     print(
-        f"  {m['counts']['featurized']} photos (+{m['counts']['augmented_rows']} augmented views), "
-        f"{m['counts']['classes']} classes; "
-        f"PCA K={m['pca']['k']} keeps {m['pca']['explained_variance_kept']:.1%} of variance "
-        f"({m['pca']['chosen_by']})"
+        f"  {m.counts.featurized} photos (+{m.counts.augmented_rows} augmented views), "
+        f"{m.counts.classes} classes; PCA K={m.pca.k} keeps {m.pca.explained_variance_kept:.1%} "
+        f"of variance ({m.pca.chosen_by})"
     )
-    if m.get("refresh", {}).get("incremental"):
-        r = m["refresh"]
+    r = m.refresh
+    if r.incremental:
         print(
-            f"  refresh from {r['previous_version']}: reused {r['reused']}, featurized "
-            f"{r['featurized']}, dropped {r['dropped']} {r['note']}"
+            f"  refresh from {r.previous_version}: reused {r.reused}, featurized "
+            f"{r.featurized}, dropped {r.dropped} {r.note}"
         )
-    for name, row in m["stages"].items():
-        rate = f"{row['images_per_s']:8.1f} img/s" if row.get("images_per_s") else ""
-        print(f"  stage {name:<9} {row['seconds']:8.1f} s {rate}")
-    if result.skipped:
-        print(f"  SKIPPED {len(result.skipped)} unreadable photo(s):")
-        for row in result.skipped:
-            print(f"    {row['uri']}: [{row['code']}] {row['error']}")
+    for name, row in m.stages.items():
+        rate = f"{row.images_per_s:8.1f} img/s" if row.images_per_s else ""
+        print(f"  stage {name:<9} {row.seconds:8.1f} s {rate}")
+    if m.skipped:
+        print(f"  SKIPPED {len(m.skipped)} unreadable photo(s):")
+        for row in m.skipped:
+            print(f"    {row.uri}: [{row.code}] {row.error}")
     else:
         print("  skipped: none")
 

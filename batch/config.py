@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.augment import AugmentSpec
 from models.featurizer import DEFAULT_BATCH_SIZE, FeaturizerSpec
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 # Default K: the fewest components keeping this share of the standardised features' variance.
 DEFAULT_VARIANCE = 0.90
@@ -16,6 +18,21 @@ MAX_COMPONENTS = 256
 # Augmented views per training photo in the reference set: the smallest number that meets the
 # robustness targets (docs/robustness.md); each view costs one more featurize pass.
 DEFAULT_AUGMENT_VIEWS = 2
+
+
+class SparkSettings(BaseSettings):
+    """The Spark session's settings from the environment (SPARK_*, PYSPARK_PYTHON), read once
+    when the session is built; a cluster's own spark-submit options still win."""
+
+    model_config = SettingsConfigDict(env_prefix="SPARK_", extra="ignore")
+
+    driver_memory: str = Field("4g", description="spark.driver.memory (local mode: the whole job)")
+    ui_enabled: bool = Field(False, description="Spark's web UI (port 4040)")
+    python: str = Field(
+        default_factory=lambda: sys.executable,
+        validation_alias=AliasChoices("PYSPARK_PYTHON"),
+        description="the interpreter of the Python workers: this venv's by default",
+    )
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ class JobConfig:
     incremental: bool = False  # reuse the current version's features of unchanged photos
     augment: AugmentSpec = field(default_factory=lambda: AugmentSpec(views=DEFAULT_AUGMENT_VIEWS))
     spark_conf: dict[str, str] = field(default_factory=dict)
+    spark_settings: SparkSettings = field(default_factory=SparkSettings)
 
     def __post_init__(self):
         if self.components is not None and self.components < 1:

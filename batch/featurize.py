@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 
 import pandas as pd
@@ -11,6 +12,7 @@ from pyspark.sql import DataFrame
 
 from models.augment import AugmentSpec
 from models.featurizer import Featurizer, FeaturizerSpec, build_featurizer, featurize_views
+from models.manifest import SkippedPhoto
 from models.storage import StorageUnavailable, storage_for
 
 FEATURES_SCHEMA = (
@@ -86,3 +88,28 @@ def featurize_images(
         augment=augment or AugmentSpec(),
     )
     return images.mapInPandas(fn, schema=FEATURES_SCHEMA)
+
+
+class FeaturizeError(RuntimeError):
+    """No photo could be featurized, or the executors disagree on the model."""
+
+
+@dataclass(frozen=True)
+class FeaturizeOutcome:
+    rows: int  # featurized rows: photos and their views
+    weights_sha256: str  # the one model every executor ran
+    skipped: list[SkippedPhoto]
+
+
+def featurize_outcome(status: pd.DataFrame) -> FeaturizeOutcome:
+    """From the (uri, view, error_code, error, weights_sha256) of every row: what was skipped,
+    and the proof that every executor ran the same weights; raises FeaturizeError."""
+    failed = status[status["error_code"].notna()].sort_values("uri")
+    skipped = [SkippedPhoto(uri=r.uri, code=r.error_code, error=r.error) for r in failed.itertuples()]
+    ok = status[status["error_code"].isna()]
+    if ok.empty:
+        raise FeaturizeError(f"none of the {len(status)} photos could be featurized")
+    weights = ok["weights_sha256"].unique().tolist()
+    if len(weights) != 1:
+        raise FeaturizeError(f"executors ran different weights: {sorted(weights)}")
+    return FeaturizeOutcome(rows=len(ok), weights_sha256=weights[0], skipped=skipped)

@@ -11,16 +11,16 @@ with numpy's LAPACK. The result equals Spark ML's StandardScaler(withMean, withS
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame
 
-# Rows stacked per matrix product on an executor: bounds the float64 copy to ~16 MB at D=2048.
+# Rows per float64 product on an executor: enough for BLAS's syrk to run near its peak, while the
+# block (16 MB at D=2048) stays small next to the D x D sum itself.
 _ROWS_PER_PRODUCT = 1024
 
 
@@ -41,45 +41,88 @@ def choose_k(ratios: np.ndarray, variance: float) -> int:
     return int(reached[0] + 1) if len(reached) else len(ratios)
 
 
-def _pack(n: int, total: np.ndarray, gram: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, n=np.array(n), total=total, gram=gram)
-    return buf.getvalue()
+def _flat(n: int, total: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """(n, sum, X^T X) as one float64 vector [n, sum, upper triangle of X^T X].
+
+    X^T X is symmetric, so its upper triangle is all of it: half the bytes per partial to ship
+    and add. One vector, so the tree reduce adds partials with a single np.add.
+    """
+    upper = gram[np.triu_indices(len(total))]
+    return np.concatenate([[float(n)], total, upper])
 
 
-def _unpack(data: bytes) -> tuple[int, np.ndarray, np.ndarray]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as f:
-        return int(f["n"]), f["total"], f["gram"]
+def _unflat(flat: np.ndarray, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
+    gram = np.zeros((dim, dim))
+    gram[np.triu_indices(dim)] = flat[1 + dim :]
+    gram += np.triu(gram, 1).T
+    return int(flat[0]), flat[1 : 1 + dim], gram
 
 
-def _add(a, b):
-    return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+def _rows(lists: pa.ListArray, dim: int) -> np.ndarray:
+    """An Arrow column of `dim`-long lists as a (rows, dim) array, without a Python object per row."""
+    values = lists.flatten().to_numpy()  # zero-copy; raises on NULL values
+    if len(values) != len(lists) * dim:
+        raise ValueError(f"every features row must hold {dim} values (and none be NULL)")
+    return values.reshape(len(lists), dim)
 
 
-def _partition_moments(batches: Iterator[pd.DataFrame], dim: int) -> Iterator[pd.DataFrame]:
-    n, total, gram = 0, np.zeros(dim), np.zeros((dim, dim))
-    pending: list[np.ndarray] = []
+class _Moments:
+    """Running (count, sum, X^T X) of one task's rows, in float64.
 
-    def absorb() -> None:
-        nonlocal n, total, gram
-        x = np.stack(pending).astype(np.float64)
-        pending.clear()
-        n, total, gram = n + len(x), total + x.sum(0), gram + x.T @ x
+    float64 because the covariance is X^T X - n mean mean^T: float32 sums lose the low digits
+    that the subtraction exposes, and the result must match Spark ML to 1e-6. Rows gather in a
+    block first, so each product is one large BLAS call, not one per Arrow batch.
+    """
 
+    def __init__(self, dim: int):
+        self.n = 0
+        self.total = np.zeros(dim)
+        self.gram = np.zeros((dim, dim))
+        self._block = np.empty((_ROWS_PER_PRODUCT, dim))
+        self._filled = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        while len(rows):
+            take = min(len(rows), len(self._block) - self._filled)
+            self._block[self._filled : self._filled + take] = rows[:take]
+            self._filled += take
+            rows = rows[take:]
+            if self._filled == len(self._block):
+                self._absorb()
+
+    def _absorb(self) -> None:
+        x = self._block[: self._filled]
+        self.n += len(x)
+        self.total += x.sum(0)
+        self.gram += x.T @ x  # numpy sees x.T @ x and runs syrk: half the flops of a gemm
+        self._filled = 0
+
+    def to_bytes(self) -> bytes:
+        if self._filled:
+            self._absorb()
+        return _flat(self.n, self.total, self.gram).tobytes()
+
+
+def _task_moments(batches: Iterator[pa.RecordBatch], dim: int) -> Iterator[pa.RecordBatch]:
+    moments = _Moments(dim)
     for batch in batches:
-        pending.extend(batch["features"].to_numpy())
-        if len(pending) >= _ROWS_PER_PRODUCT:
-            absorb()
-    if pending:
-        absorb()
-    yield pd.DataFrame({"moments": [_pack(n, total, gram)]})
+        moments.add(_rows(batch.column(0), dim))
+    yield pa.RecordBatch.from_arrays([pa.array([moments.to_bytes()], pa.binary())], names=["moments"])
 
 
 def feature_moments(features: DataFrame, dim: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """(count, column sums, X^T X) of the `features` column, aggregated by Spark in a tree."""
-    fn = partial(_partition_moments, dim=dim)
-    partials = features.select("features").mapInPandas(fn, schema="moments binary")
-    return partials.rdd.map(lambda row: _unpack(row.moments)).treeReduce(_add, depth=2)
+    """(count, column sums, X^T X) of the `features` column, aggregated by Spark in a tree.
+
+    One task per core, not per partition: each task's partial holds a D x D sum (16 MB at
+    D=2048), and the job's hundreds of small featurize partitions would otherwise ship and add
+    hundreds of them, which costs far more than the products. coalesce() merges partitions
+    without a shuffle.
+    """
+    tasks = features.sparkSession.sparkContext.defaultParallelism
+    fn = partial(_task_moments, dim=dim)
+    partials = features.select("features").coalesce(tasks).mapInArrow(fn, schema="moments binary")
+    flats = partials.rdd.map(lambda row: np.frombuffer(row.moments, dtype=np.float64))
+    return _unflat(flats.treeReduce(np.add, depth=2), dim)
 
 
 def fit_projection(

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
-from batch.config import IMAGE_EXTENSIONS, JobConfig
-from models.storage import parent_name, storage_for
+from batch.config import JobConfig
+from models.storage import list_photos
 
 LISTING_SCHEMA = "uri string, label string, size long, etag string"
 
@@ -19,12 +19,7 @@ def list_images(config: JobConfig) -> pd.DataFrame:
     Listing happens on the driver through the storage layer, so s3:// works on a Spark
     without the Hadoop S3A connector; the bytes are then fetched by the executors.
     """
-    files = storage_for(config.input_uri).list_files(config.input_uri)
-    rows = [
-        (f.uri, parent_name(f.uri), f.size, f.etag)
-        for f in files
-        if f.uri.lower().endswith(IMAGE_EXTENSIONS) and not f.uri.rsplit("/", 1)[-1].startswith(".")
-    ]
+    rows = [(f.uri, label, f.size, f.etag) for f, label in list_photos(config.input_uri)]
     return pd.DataFrame(rows, columns=["uri", "label", "size", "etag"])
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from functools import partial
 
 import pandas as pd
@@ -16,8 +15,8 @@ from pyspark.sql import functions as F
 from batch.config import JobConfig
 from batch.featurize import featurize_images
 from batch.images import images_frame
-from models.augment import AugmentSpec
 from models.bundle import FEATURES_DIR, current_version, read_manifest, version_uri
+from models.manifest import Manifest, Refresh
 from models.preprocess import PREPROCESSING_VERSION
 from models.storage import join, storage_for
 
@@ -28,21 +27,6 @@ PREVIOUS_SCHEMA = "uri string, label string, etag string, sha256 string, view in
 # single-part upload is the MD5 of its bytes; locally it is mtime+size: both change with the
 # content.
 REUSE_KEY = ["uri", "etag"]
-
-
-@dataclass(frozen=True)
-class Refresh:
-    """What the run reused from the previous version; recorded in the manifest as `refresh`."""
-
-    incremental: bool
-    previous_version: str | None
-    reused: int  # photos whose features came from the previous version
-    featurized: int  # photos sent to the model (new, changed, or previously unreadable)
-    dropped: int  # photos of the previous version that are gone from the input
-    note: str = ""
-
-    def to_manifest(self) -> dict:
-        return asdict(self)
 
 
 def _read_feature_files(batches: Iterator[pd.DataFrame], columns: list[str]) -> Iterator[pd.DataFrame]:
@@ -71,21 +55,17 @@ def read_previous_features(
     return frame.repartition(tasks).mapInPandas(partial(_read_feature_files, columns=columns), schema=schema)
 
 
-def _previous_version(config: JobConfig) -> tuple[str | None, dict | None, str]:
+def _previous_version(config: JobConfig) -> tuple[str | None, Manifest | None, str]:
     """The version to reuse from, its manifest, or why there is none."""
     version = current_version(config.output_uri)
     if version is None:
         return None, None, "no previous version: full run"
     manifest = read_manifest(config.output_uri, version)
-    if manifest.get("featurizer") != config.spec.to_dict():
-        return (
-            version,
-            None,
-            (f"previous version {version} used featurizer {manifest.get('featurizer')}: full run"),
-        )
-    if manifest.get("preprocessing", {}).get("version") != PREPROCESSING_VERSION:
+    if manifest.featurizer != config.spec:
+        return version, None, f"previous version {version} used featurizer {manifest.featurizer}: full run"
+    if manifest.preprocessing.version != PREPROCESSING_VERSION:
         return version, None, f"previous version {version} used other preprocessing: full run"
-    if AugmentSpec.from_dict(manifest.get("augment") or {}) != config.augment:
+    if manifest.augment != config.augment:
         return version, None, f"previous version {version} used other augmented views: full run"
     return version, manifest, ""
 
@@ -108,11 +88,12 @@ def refresh_features(
         )
 
     if not config.incremental:
-        return featurize(listing), Refresh(False, None, 0, len(listing), 0)
+        return featurize(listing), Refresh(incremental=False, featurized=len(listing))
     previous, manifest, note = _previous_version(config)
     if manifest is None:
         log.info("incremental refresh: %s", note)
-        return featurize(listing), Refresh(True, previous, 0, len(listing), 0, note)
+        refresh = Refresh(incremental=True, previous_version=previous, featurized=len(listing), note=note)
+        return featurize(listing), refresh
 
     # Keys first (a few bytes per photo, no feature vectors) to decide on the driver.
     old_keys = (
@@ -134,11 +115,17 @@ def refresh_features(
         "features",
         F.lit(None).cast("string").alias("error_code"),
         F.lit(None).cast("string").alias("error"),
-        F.lit(manifest["weights"]["sha256"]).alias("weights_sha256"),
+        F.lit(manifest.weights.sha256).alias("weights_sha256"),
     )
     still_listed = set(listing["uri"])
     dropped = int((~old_keys["uri"].isin(still_listed)).sum())
-    refresh = Refresh(True, previous, int(unchanged.sum()), len(to_featurize), dropped)
+    refresh = Refresh(
+        incremental=True,
+        previous_version=previous,
+        reused=int(unchanged.sum()),
+        featurized=len(to_featurize),
+        dropped=dropped,
+    )
     log.info(
         "incremental refresh from %s: reusing %d, featurizing %d, dropping %d photos",
         previous,

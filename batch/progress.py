@@ -1,17 +1,23 @@
-"""Console progress of a long Spark stage: images done / total, images/s and ETA, every few s."""
+"""Console progress of a long Spark stage (images done / total, images/s, ETA), and each stage's time."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 from uuid import uuid4
 
 from pyspark import SparkContext
 
+from models.manifest import Stage
+
 log = logging.getLogger("batch.progress")
+stage_log = logging.getLogger("batch.stages")
 
 DEFAULT_INTERVAL_S = 5.0
+T = TypeVar("T")
 
 
 def format_progress(stage: str, done: int, total: int, elapsed_s: float) -> str:
@@ -110,3 +116,21 @@ class StageProgress:
             log.info(
                 "%s", format_progress(self.stage, self.total, self.total, time.perf_counter() - self._start)
             )
+
+
+class StageClock:
+    """Wall time and images/s of each stage, for the manifest and the closing summary."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, Stage] = {}
+
+    def run(self, name: str, images: int | Callable[[T], int], fn: Callable[[], T]) -> T:
+        """Time `fn()`; `images` is a count, or a function of the result that counts them."""
+        start = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - start
+        count = images(result) if callable(images) else images
+        per_s = round(count / seconds, 2) if seconds > 0 else None
+        self.stages[name] = Stage(seconds=round(seconds, 3), images=count, images_per_s=per_s)
+        stage_log.info("stage %-9s %7.1f s  %6d images", name, seconds, count)
+        return result

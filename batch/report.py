@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from models.bundle import ArtifactBundle, version_uri
+from models.manifest import RANDOM_WEIGHTS_WARNING, Stage
 from models.scoring import class_distances, expected_calibration_error, scores_from_distances, view_scale
 from models.storage import Storage, join, storage_for
 
@@ -34,7 +35,7 @@ def held_out_answers(bundle: ArtifactBundle) -> tuple[np.ndarray, np.ndarray]:
         len(bundle.classes),
         query_groups=groups[originals],
         row_groups=groups,
-        row_scale=view_scale(bundle.views, float(bundle.manifest["calibration"]["view_distance_factor"])),
+        row_scale=view_scale(bundle.views, bundle.manifest.calibration.view_distance_factor),
     )
     return dist, label_idx[originals]
 
@@ -139,14 +140,14 @@ def projection_plot(embeddings: np.ndarray, label_idx: np.ndarray, classes: list
     return _png(fig)
 
 
-def stages_plot(stages: dict[str, dict]) -> bytes:
+def stages_plot(stages: dict[str, Stage]) -> bytes:
     names = list(stages)
-    seconds = [stages[s]["seconds"] for s in names]
+    seconds = [stages[s].seconds for s in names]
     fig = Figure(figsize=(7, 3.5))
     ax = fig.add_subplot()
     bars = ax.bar(names, seconds, color="#fd8d3c")
     for bar, name in zip(bars, names, strict=True):
-        rate = stages[name].get("images_per_s")
+        rate = stages[name].images_per_s
         if rate:
             ax.annotate(
                 f"{rate:.0f} img/s",
@@ -171,49 +172,40 @@ def render_html(
 ) -> str:
     m = bundle.manifest
     e = html.escape
-    weights = m["weights"]
-    banner = f'<p class="warn">{e(weights["note"])}</p>' if weights.get("random") else ""
+    banner = f'<p class="warn">{e(RANDOM_WEIGHTS_WARNING)}</p>' if m.weights.random else ""
     stage_rows = [
         [
             e(name),
-            f"{row['seconds']:.1f}",
-            str(row.get("images", "")),
-            f"{row['images_per_s']:.1f}" if row.get("images_per_s") else "",
+            f"{row.seconds:.1f}",
+            str(row.images),
+            f"{row.images_per_s:.1f}" if row.images_per_s else "",
         ]
-        for name, row in m["stages"].items()
+        for name, row in m.stages.items()
     ]
-    skipped = m.get("skipped", [])
     skipped_html = (
-        _table(
-            ["file", "code", "reason"],
-            [[e(s["uri"]), e(str(s["code"])), e(str(s["error"]))] for s in skipped],
-        )
-        if skipped
+        _table(["file", "code", "reason"], [[e(s.uri), e(s.code), e(s.error)] for s in m.skipped])
+        if m.skipped
         else "<p>None: every listed photo was featurized.</p>"
     )
     loo_rows = [
-        [e(label), str(m["class_counts"].get(label, 0)), f"{acc:.1%}"]
+        [e(label), str(m.class_counts.get(label, 0)), f"{acc:.1%}"]
         for label, acc in zip(bundle.classes.tolist(), loo_per_class, strict=True)
     ]
-    pca = m["pca"]
+    pca = m.pca
     summary = _table(
         ["item", "value"],
         [
-            ["created", e(m["created_at"])],
-            ["input", e(m["input_uri"])],
-            [
-                "featurizer",
-                e(f"{m['featurizer']['kind']} at {m['image_size']} px, weights {weights['spec']}"),
-            ],
+            ["created", e(m.created_at)],
+            ["input", e(m.input_uri)],
+            ["featurizer", e(f"{m.featurizer.kind} at {m.image_size} px, weights {m.weights.spec}")],
             [
                 "photos",
-                f"{m['counts']['featurized']} featurized, {m['counts']['skipped']} skipped, "
-                f"{m['counts']['classes']} classes",
+                f"{m.counts.featurized} featurized, {m.counts.skipped} skipped, {m.counts.classes} classes",
             ],
             [
                 "PCA",
-                f"K = {pca['k']} of {m['feature_dim']} features, keeps "
-                f"{pca['explained_variance_kept']:.1%} of the variance ({e(pca['chosen_by'])})",
+                f"K = {pca.k} of {m.feature_dim} features, keeps "
+                f"{pca.explained_variance_kept:.1%} of the variance ({e(pca.chosen_by)})",
             ],
             [
                 "leave-one-out nearest-class accuracy",
@@ -221,13 +213,13 @@ def render_html(
             ],
             [
                 "augmented views",
-                f"{m['augment']['views']} per photo, {m['counts']['rows']} reference rows",
+                f"{m.augment.views} per photo, {m.counts.rows} reference rows",
             ],
             [
                 "score calibration",
-                f"temperature {m['calibration']['temperature']:.4g}; expected calibration error "
+                f"temperature {m.calibration.temperature:.4g}; expected calibration error "
                 f'<span id="ece" data-value="{ece:.6f}">{ece:.3f}</span> (15 bins, held-out training '
-                f"photos); answers below confidence {m['calibration']['min_confidence']} are unknown",
+                f"photos); answers below confidence {m.calibration.min_confidence} are unknown",
             ],
         ],
     )
@@ -270,18 +262,16 @@ def write_report(root: str, bundle: ArtifactBundle, storage: Storage | None = No
     target = join(version_uri(root, bundle.version), REPORT_DIR)
     loo, loo_per_class = leave_one_out_accuracy(bundle)
     dist, truth = held_out_answers(bundle)
-    scores = scores_from_distances(dist, float(m["calibration"]["temperature"]))
+    scores = scores_from_distances(dist, m.calibration.temperature)
     confidence, correct = scores.max(1), scores.argmax(1) == truth
     ece = expected_calibration_error(confidence, correct)
-    m["calibration"]["training_photos_ece"] = round(ece, 4)
+    m.calibration.training_photos_ece = round(ece, 4)
     pngs = {
         "explained_variance.png": (
             "Explained variance by number of components, chosen K marked",
-            explained_variance_plot(
-                m["pca"]["explained_variance_ratio"], m["pca"]["k"], m["pca"].get("variance_target")
-            ),
+            explained_variance_plot(m.pca.explained_variance_ratio, m.pca.k, m.pca.variance_target),
         ),
-        "images_per_class.png": ("Training images per class", class_counts_plot(m["class_counts"])),
+        "images_per_class.png": ("Training images per class", class_counts_plot(m.class_counts)),
         "projection_2d.png": (
             "Embeddings on the first two PCA components, coloured by class",
             projection_plot(bundle.embeddings, bundle.label_idx, bundle.classes.tolist()),
@@ -290,7 +280,7 @@ def write_report(root: str, bundle: ArtifactBundle, storage: Storage | None = No
             "Reliability of the scores: training photos classified leave-one-photo-out",
             reliability_plot({"training photos, held out": (confidence, correct)}),
         ),
-        "stages.png": ("Time and images/s per stage", stages_plot(m["stages"])),
+        "stages.png": ("Time and images/s per stage", stages_plot(m.stages)),
     }
     for name, (_, data) in pngs.items():
         storage.write_bytes(join(target, name), data)

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batch.config import JobConfig
-from batch.evaluate import evaluate
+from benchmarks.data import DEFAULT_DATA, require_fruits360
+from evaluation import evaluate
 from models.bundle import FEATURES_DIR, version_uri
 from models.featurizer import FeaturizerSpec
 from models.storage import join, storage_for
@@ -49,21 +50,21 @@ def run_featurizer(spark, name: str, args: argparse.Namespace) -> dict:
     ev = evaluate(out, join(args.data, "Test"), top_k=5)
     served, features = bundle_sizes(out, result.version)
     m = result.manifest
-    featurize = m["stages"]["featurize"]
+    featurize = m.stages["featurize"]
     return {
         "featurizer": spec.name,
         "input": f"{spec.image_size}x{spec.image_size}",
         "weights": spec.weights if spec.kind == "resnet50" else "-",
-        "train_photos": m["counts"]["featurized"],
-        "classes": m["counts"]["classes"],
-        "k": m["pca"]["k"],
-        "variance_kept": m["pca"]["explained_variance_kept"],
+        "train_photos": m.counts.featurized,
+        "classes": m.counts.classes,
+        "k": m.pca.k,
+        "variance_kept": m.pca.explained_variance_kept,
         "test_photos": ev.photos,
         "top1": ev.top1_accuracy,
         "top5": ev.top_k_accuracy,
         "unknown": ev.unknown_rate,
         "job_s": job_s,
-        "featurize_img_s": featurize["images_per_s"],
+        "featurize_img_s": featurize.images_per_s,
         "served_bytes": served,
         "features_bytes": features,
         "eval_img_s": ev.photos / ev.seconds if ev.seconds else None,
@@ -88,7 +89,7 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     notes = [
         f"Data: `{args.data}`: Training split ({first['train_photos']} photos, "
         f"{first['classes']} classes) builds each bundle; accuracy is on the Test split "
-        f"({first['test_photos']} photos), computed by `python -m batch.evaluate` through the "
+        f"({first['test_photos']} photos), computed by `python -m evaluation` through the "
         "service's classification path (nearest class in the PCA space).",
         f"Machine: {os.cpu_count()} cores, {platform.system()} {platform.machine()}, no GPU; "
         f"Spark `{args.master}`; job time is `run_job` wall time (listing, featurize, fit, "
@@ -113,7 +114,9 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__)
-    p.add_argument("--data", required=True, help="Fruits-360 root holding Training/ and Test/")
+    p.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="Fruits-360 root holding Training/ and Test/"
+    )
     p.add_argument("--out", default="build/compare", help="where the bundles are written")
     p.add_argument("--featurizers", default="pixels:20,resnet50")
     p.add_argument("--weights", default="random:0", help="ResNet50 weights (imagenet needs a download)")
@@ -121,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--master", default="local[2]")
     p.add_argument("--markdown", default=None, help="also write the table to this file")
     args = p.parse_args(argv)
+    require_fruits360(Path(args.data), "Training", "Test")
     # The job's progress and stage lines are INFO logs: show them while the long runs go.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from batch.session import spark_session

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.data import DEFAULT_DATA, require_fruits360
+
 
 def pick_photos(data: Path, n: int) -> list[Path]:
     """n photos spread evenly over all classes of data/Training."""
@@ -78,7 +80,7 @@ def main() -> None:
     from models.featurizer import FeaturizerSpec
 
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--data", type=Path, default=Path("../shared/data/fruits360"))
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--images", type=int, default=1000)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--weights", default="random:0")
@@ -92,6 +94,7 @@ def main() -> None:
     )
     p.add_argument("--images-per-partition", type=int, default=128)
     args = p.parse_args()
+    require_fruits360(args.data, "Training")
 
     spec = FeaturizerSpec("resnet50", args.weights, args.image_size)
     photos = pick_photos(args.data, args.images)

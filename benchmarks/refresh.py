@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.data import DEFAULT_DATA, require_fruits360
 from benchmarks.featurize import pick_photos
 
 TARGET_RATIO = 0.20  # the bar: a 5% refresh costs at most a fifth of a full run
@@ -35,7 +36,7 @@ def timed_run(config) -> tuple[float, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.refresh", description=__doc__)
-    p.add_argument("--data", type=Path, required=True, help="Fruits-360 root (has Training/)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Fruits-360 root (has Training/)")
     p.add_argument(
         "-n", type=int, default=5700, help="photos in the full run (5700 + 5% fits the 6000 shared photos)"
     )
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--master", default="local[*]")
     args = p.parse_args(argv)
+    require_fruits360(args.data, "Training")
 
     from batch.config import JobConfig
     from models.featurizer import FeaturizerSpec
@@ -78,24 +80,22 @@ def main(argv: list[str] | None = None) -> int:
         add_photos(new, photos)
         refresh_s, refresh = timed_run(config(incremental=True))
 
-    r = refresh["refresh"]
+    r = refresh.refresh
     print(
         f"\nrefresh benchmark: resnet50 at {args.image_size}px, weights {args.weights}, master {args.master}"
     )
     print(f"  full run     {len(initial):6d} photos  {full_s:8.1f} s")
     print(
         f"  refresh      {len(initial) + len(new):6d} photos  {refresh_s:8.1f} s   "
-        f"(reused {r['reused']}, featurized {r['featurized']}, dropped {r['dropped']})"
+        f"(reused {r.reused}, featurized {r.featurized}, dropped {r.dropped})"
     )
     ratio = refresh_s / full_s
     verdict = "meets" if ratio <= TARGET_RATIO else "MISSES"
     print(f"  ratio refresh/full = {ratio:.3f}  ({verdict} the <= {TARGET_RATIO:.2f} target)")
     print("  stage seconds        full   refresh")
-    for name in full["stages"]:
-        print(
-            f"    {name:<12} {full['stages'][name]['seconds']:9.1f} "
-            f"{refresh['stages'].get(name, {}).get('seconds', float('nan')):9.1f}"
-        )
+    for name, stage in full.stages.items():
+        again = refresh.stages.get(name)
+        print(f"    {name:<12} {stage.seconds:9.1f} {again.seconds if again else float('nan'):9.1f}")
     return 0
 
 

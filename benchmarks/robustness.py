@@ -29,17 +29,17 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from batch.report import reliability_plot
+from benchmarks.data import DEFAULT_DATA, require_fruits360
 from benchmarks.scenes import CONDITIONS, make_variant, non_fruit_images
 from models.scoring import expected_calibration_error
 from service.launch import REPO_ROOT, running_service
 
-DEFAULT_DATA = Path(os.environ.get("FRUITS360_DIR", REPO_ROOT.parent / "shared/data/fruits360"))
 TARGET_GAP = 0.05  # every condition within 5 points of clean top-1...
 TARGET_TEXTURED = 0.80  # ...except textured backdrops, which reach 80%
 TARGET_ECE = 0.05
 TARGET_KNOWN_WRONG = 0.05
 # Conditions drawn in the reliability diagram (all of them would be unreadable).
-RELIABILITY_ROWS = ("clean", "small_offcentre", "brightness", "textured_wood", "rotation", "sensor_noise")
+RELIABILITY_ROWS = ("clean", "small_offcentre", "brightness", "textured_wood", "rotation")
 
 
 @dataclass
@@ -229,13 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         help="checkout whose job and service run (an older one gives the 'before' figures)",
     )
     args = p.parse_args(argv)
-    if not (args.data / "Test").is_dir():
-        print(
-            f"{args.data}/Test not found: point --data (or FRUITS360_DIR) at a Fruits-360 folder "
-            "with Training/ and Test/ (on our machines: ../shared/data/fruits360)",
-            file=sys.stderr,
-        )
-        return 2
+    require_fruits360(args.data, "Training", "Test")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -271,12 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                     Row(
                         condition,
                         CONDITIONS[condition][0],
-                        [
-                            Answer(
-                                label, [m["label"] for m in a["top_k"]], a["known"], a["top_k"][0]["score"]
-                            )
-                            for (label, _), a in zip(photos, answers, strict=True)
-                        ],
+                        [answer(label, a) for (label, _), a in zip(photos, answers, strict=True)],
                     )
                 )
                 r = rows[-1]
@@ -306,11 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(markdown(rows, non_fruit, meta))
     contact_sheet(examples, args.markdown.parent / "robustness-examples.png")
-    curves = {
-        r.condition: r.calibration()
-        for r in rows
-        if r.condition in ("clean", "small_offcentre", "brightness", "textured_wood", "rotation")
-    }
+    curves = {r.condition: r.calibration() for r in rows if r.condition in RELIABILITY_ROWS}
     (args.markdown.parent / "robustness-reliability.png").write_bytes(reliability_plot(curves))
     if args.json:
         args.json.write_text(

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.data import DEFAULT_DATA, require_fruits360
 from models.featurizer import FeaturizerSpec, build_featurizer
 from models.preprocess import preprocess_image
 from service.launch import REPO_ROOT, running_service
@@ -91,11 +92,11 @@ def bare_featurizer_rate(model, photos: list[Path], seconds: float) -> float:
     """Images/s of the model alone: pre-decoded batches of 32, no HTTP, no decoding."""
     size = model.spec.image_size
     batch = np.stack([preprocess_image(p.read_bytes(), size) for p in (photos * 32)[:32]])
-    model.embed(batch)  # warm-up: graph tracing
-    model.embed(batch)
+    model.featurize(batch)  # warm-up: graph tracing
+    model.featurize(batch)
     n, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds or n < 3 * 32:
-        model.embed(batch)
+        model.featurize(batch)
         n += 32
     return n / (time.perf_counter() - started)
 
@@ -142,7 +143,7 @@ def batch_totals(url: str) -> np.ndarray:
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.service_load")
-    p.add_argument("--data", type=Path, required=True, help="fruits360 folder (Training/, Test/)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="fruits360 folder (Training/, Test/)")
     p.add_argument(
         "--image-size",
         type=int,
@@ -156,6 +157,7 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     p.add_argument("--bare-seconds", type=float, default=20)
     args = p.parse_args()
+    require_fruits360(args.data, "Training", "Test")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)

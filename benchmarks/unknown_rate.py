@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from models.bundle import read_bundle
-from models.classifier import Classifier, spec_of
+from models.classifier import Classifier
 from models.featurizer import build_featurizer
 from models.scoring import calibrate
 
@@ -62,7 +62,7 @@ def main() -> None:
     args = p.parse_args()
 
     bundle = read_bundle(args.bundle)
-    clf = Classifier(bundle, build_featurizer(spec_of(bundle.manifest)))
+    clf = Classifier(bundle, build_featurizer(bundle.manifest.featurizer))
     classes = set(bundle.classes.tolist())
     photos, labels = [], []
     for folder in sorted(Path(args.data).iterdir()):
@@ -74,7 +74,7 @@ def main() -> None:
 
     def embed(blobs: list[bytes]) -> np.ndarray:
         parts = [
-            clf.embed(np.stack([clf.preprocess(b) for b in blobs[i : i + 64]]))
+            clf.project(clf.featurize(np.stack([clf.preprocess(b) for b in blobs[i : i + 64]])))
             for i in range(0, len(blobs), 64)
         ]
         return np.concatenate(parts)
@@ -101,13 +101,13 @@ def main() -> None:
             len(classes),
             groups=bundle.photo_idx,
             views=bundle.views,
-            view_factor=float(bundle.manifest["calibration"]["view_distance_factor"]),
+            view_factor=bundle.manifest.calibration.view_distance_factor,
             percentile=percentile,
             margin=margin,
         )
         clf.bundle.thresholds = cal.thresholds
-        test = clf.classify_embeddings(z_test, 1)
-        other = clf.classify_embeddings(z_other, 1)
+        test = clf.classify(z_test, 1)
+        other = clf.classify(z_other, 1)
         false_unknown = np.mean([not r.known for r in test])
         accuracy = np.mean([r.label == y for r, y in zip(test, labels, strict=True)])
         known_other = [n for n, r in zip(others, other, strict=True) if r.known]

@@ -9,7 +9,7 @@ the same photo gets the same views on any executor, in any partition, on every r
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
@@ -34,22 +34,6 @@ class AugmentSpec:
     def __post_init__(self):
         if not 0 <= self.views <= 32:
             raise ValueError("--augment must be between 0 and 32 views per photo")
-
-    @property
-    def enabled(self) -> bool:
-        return self.views > 0
-
-    def to_dict(self) -> dict:
-        """JSON-ready (ranges as lists), as the manifest stores it."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> AugmentSpec:
-        data = dict(data)
-        for key in ("scale", "light"):
-            if key in data:
-                data[key] = tuple(data[key])
-        return cls(**data)
 
 
 def view_rng(spec: AugmentSpec, photo: bytes, view: int) -> np.random.Generator:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import uuid4
 
 import numpy as np
+from pydantic import ValidationError
 
+from models.manifest import FileEntry, Manifest
 from models.storage import Storage, join, storage_for
 
 POINTER = "CURRENT"
@@ -28,7 +31,8 @@ MANIFEST = "manifest.json"
 CATALOG = "catalog.json"
 FEATURES_DIR = "features"
 # 2: object-centred preprocessing, augmented views (the `views` array), calibrated scores.
-FORMAT_VERSION = 2
+# 3: the manifest is typed (models/manifest.py): no free-form fields.
+FORMAT_VERSION = 3
 
 # name -> (description, dtype kind): the arrays every bundle carries.
 ARRAY_FILES = {
@@ -42,6 +46,8 @@ ARRAY_FILES = {
     "classes": "sorted class labels, (C,)",
     "thresholds": "per-class 'known' distance threshold, (C,)",
 }
+
+log = logging.getLogger("models.bundle")
 
 _VERSION_RE = re.compile(r"^[0-9A-Za-z._-]{1,100}$")
 
@@ -62,7 +68,7 @@ def version_uri(root: str, version: str) -> str:
 
 @dataclass
 class ArtifactBundle:
-    manifest: dict
+    manifest: Manifest
     scaler_mean: np.ndarray
     scaler_scale: np.ndarray
     pca_components: np.ndarray
@@ -76,7 +82,7 @@ class ArtifactBundle:
 
     @property
     def version(self) -> str:
-        return self.manifest["version"]
+        return self.manifest.version
 
     @property
     def label_idx(self) -> np.ndarray:
@@ -106,12 +112,14 @@ class ArtifactBundle:
             (list(self.classes) == sorted(set(self.classes.tolist())), "classes must be sorted"),
             (set(self.labels.tolist()) <= set(self.classes.tolist()), "labels outside classes"),
             (bool(np.isfinite(self.embeddings).all()), "embeddings hold NaN or inf"),
-            (self.manifest.get("pca", {}).get("k") == k, "manifest pca.k disagrees"),
-            (self.manifest.get("feature_dim") == d, "manifest feature_dim disagrees"),
+            (self.manifest.pca.k == k, "manifest pca.k disagrees"),
+            (self.manifest.feature_dim == d, "manifest feature_dim disagrees"),
+            (self.manifest.counts.rows == n, "manifest counts.rows disagrees"),
+            (set(self.catalog) >= set(self.classes.tolist()), "catalog lacks a class"),
         ]
         for ok, message in checks:
             if not ok:
-                raise BundleError(f"bundle {self.manifest.get('version', '?')}: {message}")
+                raise BundleError(f"bundle {self.version}: {message}")
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -133,14 +141,13 @@ def write_version(root: str, bundle: ArtifactBundle, storage: Storage | None = N
     for name, arr in bundle.arrays().items():
         data = _npy_bytes(np.asarray(arr))
         storage.write_bytes(join(vdir, f"{name}.npy"), data)
-        files[f"{name}.npy"] = {"sha256": _sha256(data), "bytes": len(data)}
+        files[f"{name}.npy"] = FileEntry(sha256=_sha256(data), bytes=len(data))
     catalog = json.dumps(bundle.catalog, indent=2, sort_keys=True, ensure_ascii=False).encode()
     storage.write_bytes(join(vdir, CATALOG), catalog)
-    files[CATALOG] = {"sha256": _sha256(catalog), "bytes": len(catalog)}
-    bundle.manifest["files"] = files
-    bundle.manifest["format_version"] = FORMAT_VERSION
-    manifest = json.dumps(bundle.manifest, indent=2, sort_keys=True).encode()
-    storage.write_bytes(join(vdir, MANIFEST), manifest)
+    files[CATALOG] = FileEntry(sha256=_sha256(catalog), bytes=len(catalog))
+    bundle.manifest.files = files
+    bundle.manifest.format_version = FORMAT_VERSION
+    storage.write_bytes(join(vdir, MANIFEST), bundle.manifest.model_dump_json(indent=2).encode())
     return vdir
 
 
@@ -162,12 +169,28 @@ def current_version(root: str, storage: Storage | None = None) -> str | None:
     return version
 
 
-def read_manifest(root: str, version: str, storage: Storage | None = None) -> dict:
+def read_manifest(root: str, version: str, storage: Storage | None = None) -> Manifest:
+    """A version's manifest, parsed and validated; raises BundleError."""
     storage = storage or storage_for(root)
     try:
-        return json.loads(storage.read_bytes(join(version_uri(root, version), MANIFEST)))
+        raw = json.loads(storage.read_bytes(join(version_uri(root, version), MANIFEST)))
     except (OSError, ValueError) as exc:
         raise BundleError(f"version {version}: unreadable manifest ({exc})") from None
+    made = raw.get("format_version") if isinstance(raw, dict) else None
+    if made != FORMAT_VERSION:
+        raise BundleError(
+            f"version {version} has bundle format {made}; this code reads format "
+            f"{FORMAT_VERSION}: rebuild it with the job"
+        )
+    try:
+        manifest = Manifest.model_validate(raw)
+    except (ValidationError, ValueError) as exc:
+        first = exc.errors()[0] if isinstance(exc, ValidationError) else {"msg": str(exc), "loc": ()}
+        where = ".".join(str(p) for p in first["loc"])
+        raise BundleError(f"version {version}: invalid manifest ({where}: {first['msg']})") from None
+    if manifest.version != version:
+        raise BundleError(f"version {version}: its manifest names version {manifest.version}")
+    return manifest
 
 
 def read_bundle(root: str, version: str | None = None, *, storage: Storage | None = None) -> ArtifactBundle:
@@ -180,13 +203,8 @@ def read_bundle(root: str, version: str | None = None, *, storage: Storage | Non
     if version is None:
         raise BundleError(f"no bundle published under {root} (no {POINTER} file)")
     manifest = read_manifest(root, version, storage)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(
-            f"version {version} has bundle format {manifest.get('format_version')}; this code reads "
-            f"format {FORMAT_VERSION} (object-centred preprocessing): rebuild it with the job"
-        )
     vdir = version_uri(root, version)
-    files = manifest.get("files", {})
+    files = manifest.files
     loaded: dict[str, object] = {}
     for fname in [f"{n}.npy" for n in ARRAY_FILES] + [CATALOG]:
         meta = files.get(fname)
@@ -196,7 +214,7 @@ def read_bundle(root: str, version: str | None = None, *, storage: Storage | Non
             data = storage.read_bytes(join(vdir, fname))
         except Exception as exc:
             raise BundleError(f"version {version}: cannot read {fname} ({exc})") from None
-        if _sha256(data) != meta["sha256"]:
+        if _sha256(data) != meta.sha256:
             raise BundleError(f"version {version}: checksum mismatch in {fname}")
         if fname == CATALOG:
             loaded["catalog"] = json.loads(data)
@@ -216,3 +234,17 @@ def list_versions(root: str, storage: Storage | None = None) -> list[str]:
         return []
     names = {f.uri.split("/versions/", 1)[1].split("/", 1)[0] for f in files}
     return sorted(v for v in names if any(f.uri.endswith(f"/{v}/{MANIFEST}") for f in files))
+
+
+def prune_versions(root: str, keep_versions: int, keep: str, storage: Storage | None = None) -> None:
+    """Delete all but the newest `keep_versions` versions; never `keep` (the one just published)."""
+    storage = storage or storage_for(root)
+    versions = list_versions(root, storage)
+    for v in versions[: max(0, len(versions) - keep_versions)]:
+        if v == keep:
+            continue
+        try:
+            storage.delete_prefix(version_uri(root, v))
+            log.info("removed old version %s", v)
+        except Exception as exc:  # noqa: BLE001 - a version left behind is not worth failing for
+            log.warning("could not remove old version %s: %s", v, exc)

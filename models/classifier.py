@@ -8,7 +8,8 @@ import numpy as np
 
 from models.bundle import ArtifactBundle, BundleError
 from models.catalog import fallback_info
-from models.featurizer import Featurizer, FeaturizerSpec
+from models.featurizer import Featurizer
+from models.manifest import Manifest
 from models.preprocess import (
     DEFAULT_MAX_PIXELS,
     PREPROCESSING_VERSION,
@@ -22,11 +23,6 @@ from models.scoring import (
     project,
     scores_from_distances,
     view_scale,
-)
-
-RANDOM_WEIGHTS_WARNING = (
-    "This model uses RANDOM weights (a demo/test build, not trained on ImageNet): "
-    "its answers only reflect pixel statistics of the training photos."
 )
 
 
@@ -53,36 +49,32 @@ class Classification:
     top_k: list[ClassMatch] = field(default_factory=list)
 
 
-def spec_of(manifest: dict) -> FeaturizerSpec:
-    """The featurizer a bundle was built with, as recorded in its manifest."""
-    return FeaturizerSpec(**manifest["featurizer"]).validated()
-
-
-def check_compatible(bundle: ArtifactBundle, featurizer: Featurizer) -> None:
-    """Refuse a bundle whose embeddings came from another model than the one we run."""
-    want = spec_of(bundle.manifest)
-    if featurizer.spec.kind != want.kind or featurizer.spec.image_size != want.image_size:
+def check_compatible(manifest: Manifest, featurizer: Featurizer) -> None:
+    """Refuse a bundle whose rows came from another model or preprocessing than ours."""
+    want, have = manifest.featurizer, featurizer.spec
+    if (want.kind, want.image_size) != (have.kind, have.image_size):
         raise BundleError(
-            f"bundle {bundle.version} needs {want.name} at {want.image_size}px, "
-            f"the service runs {featurizer.spec.name} at {featurizer.spec.image_size}px"
+            f"bundle {manifest.version} needs {want.name} at {want.image_size}px, "
+            f"this process runs {have.name} at {have.image_size}px"
         )
-    if featurizer.weights_sha256 != bundle.manifest["weights"]["sha256"]:
+    if featurizer.weights_sha256 != manifest.weights.sha256:
         raise BundleError(
-            f"bundle {bundle.version} was built with weights {bundle.manifest['weights']['sha256'][:12]}, "
-            f"the service's model has {featurizer.weights_sha256[:12]}"
+            f"bundle {manifest.version} was built with weights {manifest.weights.sha256[:12]}, "
+            f"this process's model has {featurizer.weights_sha256[:12]}"
         )
-    made_by = bundle.manifest.get("preprocessing", {}).get("version")
-    if made_by != PREPROCESSING_VERSION:
+    if manifest.preprocessing.version != PREPROCESSING_VERSION:
         raise BundleError(
-            f"bundle {bundle.version} was built with preprocessing {made_by}, "
-            f"the service runs {PREPROCESSING_VERSION}"
+            f"bundle {manifest.version} was built with preprocessing "
+            f"{manifest.preprocessing.version}, this process runs {PREPROCESSING_VERSION}"
         )
-    if featurizer.dim != bundle.pca_components.shape[1]:
-        raise BundleError(f"bundle {bundle.version}: feature size differs from the model's")
+    if featurizer.dim != manifest.feature_dim:
+        raise BundleError(f"bundle {manifest.version}: feature size differs from the model's")
 
 
 class Classifier:
-    """A bundle and the model that matches it; built once, then shared by all requests."""
+    """The inference pipeline: a bundle and the model that matches it, built once and shared
+    by all requests. photo -> preprocess -> featurize -> project -> classify; each step is a
+    method, so a caller may batch the model call (the service's micro-batcher does)."""
 
     def __init__(
         self,
@@ -92,22 +84,22 @@ class Classifier:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         n_examples: int = 3,
     ):
-        check_compatible(bundle, featurizer)
+        check_compatible(bundle.manifest, featurizer)
         self.bundle = bundle
         self.featurizer = featurizer
         self.max_pixels = max_pixels
         self.n_examples = n_examples
         self._classes = bundle.classes.tolist()
         self._members = class_members(bundle.label_idx, len(self._classes))
-        self._temperature = float(bundle.manifest["calibration"]["temperature"])
-        self._min_confidence = float(bundle.manifest["calibration"]["min_confidence"])
-        factor = float(bundle.manifest["calibration"]["view_distance_factor"])
-        self._row_scale = view_scale(bundle.views, factor)
+        calibration = bundle.manifest.calibration
+        self._temperature = calibration.temperature
+        self._min_confidence = calibration.min_confidence
+        self._row_scale = view_scale(bundle.views, calibration.view_distance_factor)
         # Where the model puts photos of a bare backdrop (white as in Fruits-360, black, ...): a
         # photo nearer to one of them than to every class shows no fruit (a blank page, text on
         # paper, a covered lens), however wide a class's threshold. Derived from the model
-        # alone, so old bundles need no new field.
-        self.empty_scenes = self.embed(empty_scene_inputs(featurizer.spec.image_size))
+        # alone, so the bundle needs no field for it.
+        self.empty_scenes = self.project(self.featurize(empty_scene_inputs(featurizer.spec.image_size)))
 
     @property
     def version(self) -> str:
@@ -118,27 +110,29 @@ class Classifier:
         return self.featurizer.spec.random_weights
 
     def preprocess(self, photo: bytes) -> np.ndarray:
-        """Bytes -> model input; raises models.preprocess.ImageError."""
+        """Bytes -> model input (s, s, 3); raises models.preprocess.ImageError."""
         return preprocess_image(photo, self.featurizer.spec.image_size, max_pixels=self.max_pixels)
 
-    def features(self, inputs: np.ndarray) -> np.ndarray:
-        return self.featurizer.embed(inputs)
+    def featurize(self, inputs: np.ndarray) -> np.ndarray:
+        """Model inputs (n, s, s, 3) -> features (n, D): the model call, the expensive step."""
+        return self.featurizer.featurize(inputs)
 
-    def embed(self, inputs: np.ndarray) -> np.ndarray:
-        """Model inputs (n, s, s, 3) -> PCA embeddings (n, K), exactly as the job computes them."""
+    def project(self, features: np.ndarray) -> np.ndarray:
+        """Features (n, D) -> PCA embeddings (n, K), exactly as the job computes them."""
         b = self.bundle
-        return project(self.features(inputs), b.scaler_mean, b.scaler_scale, b.pca_components)
+        return project(features, b.scaler_mean, b.scaler_scale, b.pca_components)
 
-    def classify_embeddings(self, z: np.ndarray, top_k: int) -> list[Classification]:
-        d = pairwise_distances(z, self.bundle.embeddings) * self._row_scale[None, :]
+    def classify(self, embeddings: np.ndarray, top_k: int) -> list[Classification]:
+        """Embeddings (n, K) -> one answer each: ranked classes, scores, known, examples."""
+        d = pairwise_distances(embeddings, self.bundle.embeddings) * self._row_scale[None, :]
         dist, _ = min_per_class(d, self._members)
         scores = scores_from_distances(dist, self._temperature)
         top_k = min(top_k, len(self._classes))
-        to_empty = pairwise_distances(z, self.empty_scenes).min(1)
-        return [self._answer(d[i], dist[i], scores[i], top_k, float(to_empty[i])) for i in range(len(z))]
+        to_empty = pairwise_distances(embeddings, self.empty_scenes).min(1)
+        return [self._answer(d[i], dist[i], scores[i], top_k, float(to_empty[i])) for i in range(len(d))]
 
     def _answer(
-        self, drow: np.ndarray, dist: np.ndarray, scores: np.ndarray, top_k: int, to_empty: float = np.inf
+        self, drow: np.ndarray, dist: np.ndarray, scores: np.ndarray, top_k: int, to_empty: float
     ) -> Classification:
         order = np.argsort(dist, kind="stable")[:top_k]
         matches = []

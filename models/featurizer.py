@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -61,6 +61,13 @@ class FeaturizerSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def with_weights_file(self, path: str | None) -> FeaturizerSpec:
+        """The same model with its weights read from `path` (e.g. ImageNet weights on an
+        air-gapped host); random weights and the pixel baseline have no file to swap."""
+        if not path or self.kind != "resnet50" or self.random_weights:
+            return self
+        return replace(self, weights=path)
+
 
 class Featurizer(Protocol):
     """A built model: (n, s, s, 3) float32 RGB in [0, 255] -> (n, dim) float32."""
@@ -69,7 +76,7 @@ class Featurizer(Protocol):
     dim: int
     weights_sha256: str
 
-    def embed(self, images: np.ndarray) -> np.ndarray: ...
+    def featurize(self, images: np.ndarray) -> np.ndarray: ...
 
 
 class PixelFeaturizer:
@@ -80,7 +87,7 @@ class PixelFeaturizer:
         self.dim = spec.image_size * spec.image_size * 3
         self.weights_sha256 = hashlib.sha256(b"pixels").hexdigest()
 
-    def embed(self, images: np.ndarray) -> np.ndarray:
+    def featurize(self, images: np.ndarray) -> np.ndarray:
         return (images.reshape(len(images), -1) / 255.0).astype(np.float32)
 
 
@@ -108,7 +115,7 @@ class ResNet50Featurizer:
         )
         self.weights_sha256 = weights_digest(self._model.get_weights())
 
-    def embed(self, images: np.ndarray) -> np.ndarray:
+    def featurize(self, images: np.ndarray) -> np.ndarray:
         x = self._preprocess(np.array(images, dtype=np.float32, copy=True))
         return np.asarray(self._model.predict_on_batch(x), dtype=np.float32)
 
@@ -161,7 +168,7 @@ def featurize_views(
     def flush() -> None:
         if pending:
             rows, views = zip(*slots, strict=True)
-            out[list(rows), list(views)] = featurizer.embed(np.stack(pending))
+            out[list(rows), list(views)] = featurizer.featurize(np.stack(pending))
             pending.clear()
             slots.clear()
 

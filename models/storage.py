@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 
 @dataclass(frozen=True)
 class FileInfo:
@@ -49,6 +52,19 @@ def join(base: str, *parts: str) -> str:
     for part in parts:
         out = f"{out}/{part.strip('/')}"
     return out
+
+
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def list_photos(uri: str) -> list[tuple[FileInfo, str]]:
+    """Every .jpg/.jpeg/.png under `uri`, recursively, with its label: the parent folder's
+    name, as in Fruits-360's <split>/<class>/ layout. Hidden files are left out."""
+    return [
+        (f, parent_name(f.uri))
+        for f in storage_for(uri).list_files(uri)
+        if f.uri.lower().endswith(PHOTO_EXTENSIONS) and not f.uri.rsplit("/", 1)[-1].startswith(".")
+    ]
 
 
 def parent_name(uri: str) -> str:
@@ -103,20 +119,29 @@ class LocalStorage:
             path.unlink()
 
 
+class S3Settings(BaseSettings):
+    """How hard S3 calls try, from FRUITS_S3_* in the environment; read when the first S3
+    storage of a process (driver, executor or service) is made."""
+
+    model_config = SettingsConfigDict(env_prefix="FRUITS_S3_", extra="ignore")
+
+    max_attempts: int = Field(5, ge=1, description="botocore's attempts per call, the first included")
+    timeout_s: float = Field(20.0, gt=0, description="connect and read timeout of one attempt")
+
+
 class S3Storage:
     """s3://bucket/key through boto3; credentials and endpoint from the standard AWS config
     (environment, profile, instance role, AWS_ENDPOINT_URL), with botocore's bounded retries."""
 
-    def __init__(self, max_attempts: int | None = None, timeout_s: float | None = None):
+    def __init__(self, settings: S3Settings | None = None):
         import boto3
         from botocore.config import Config
 
-        attempts = max_attempts or int(os.environ.get("FRUITS_S3_MAX_ATTEMPTS", "5"))
-        timeout = timeout_s or float(os.environ.get("FRUITS_S3_TIMEOUT_S", "20"))
+        settings = settings or S3Settings()
         config = Config(
-            retries={"max_attempts": attempts, "mode": "standard"},
-            connect_timeout=timeout,
-            read_timeout=timeout,
+            retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+            connect_timeout=settings.timeout_s,
+            read_timeout=settings.timeout_s,
         )
         self._client = boto3.session.Session().client("s3", config=config)
 

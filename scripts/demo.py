@@ -85,5 +85,6 @@ def classify(url: str, photo: Path) -> None:
     resp.raise_for_status()
     print(f"\nBest class: {resp.json()['label']} (true class: {photo.parent.name}).")
 
+
 if __name__ == "__main__":
     main()

@@ -16,7 +16,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     setup_logging(settings.log_level)
-    # log_config=None keeps our JSON handler; RequestIdMiddleware writes the access lines.
+    # log_config=None keeps our JSON handler; service.logging_setup.log_access writes access lines.
     uvicorn.run(
         create_app(settings),
         host=args.host,

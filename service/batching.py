@@ -23,7 +23,6 @@ class _Pending(Generic[Item]):
     key: Any  # items with different keys never share a batch (e.g. two model versions)
     item: Item
     future: asyncio.Future
-    enqueued: float
 
 
 class MicroBatcher(Generic[Item, Result]):
@@ -82,7 +81,7 @@ class MicroBatcher(Generic[Item, Result]):
             raise RuntimeError("MicroBatcher.start() was not awaited")
         future = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Pending(key, item, future, time.perf_counter()))
+            self._queue.put_nowait(_Pending(key, item, future))
         except asyncio.QueueFull:
             raise Overloaded(f"{self.max_queue} requests are already waiting") from None
         return await future

@@ -1,31 +1,32 @@
-"""JSON logs, one object per line, each tagged with the request id that the response echoes."""
+"""JSON logs, one object per line, each tagged with the request id that the response echoes.
+
+The request id is asgi-correlation-id's (a valid incoming X-Request-ID is kept, otherwise a
+new one is made; see app.py); its log filter puts it on every record as `request_id`."""
 
 from __future__ import annotations
 
 import logging
 import re
 import sys
-import time
 import uuid
-from contextvars import ContextVar
 
+from asgi_correlation_id import CorrelationIdFilter
+from prometheus_fastapi_instrumentator import metrics
 from pythonjsonlogger.json import JsonFormatter
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client's id is echoed into logs and headers: accept only short, plain tokens.
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 access_log = logging.getLogger("service.access")
 
 
-class RequestIdFilter(logging.Filter):
-    """Adds the current request's id (or null outside a request) to every record."""
+def valid_request_id(value: str) -> bool:
+    return bool(_VALID_REQUEST_ID.match(value))
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
 
 
 def setup_logging(level: str = "info", stream=None) -> None:
@@ -33,12 +34,17 @@ def setup_logging(level: str = "info", stream=None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         JsonFormatter(
-            "{asctime}{levelname}{name}{message}{request_id}",
+            "{asctime}{levelname}{name}{message}{correlation_id}",
             style="{",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            rename_fields={
+                "asctime": "time",
+                "levelname": "level",
+                "name": "logger",
+                "correlation_id": "request_id",
+            },
         )
     )
-    handler.addFilter(RequestIdFilter())
+    handler.addFilter(CorrelationIdFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -50,50 +56,17 @@ def setup_logging(level: str = "info", stream=None) -> None:
         logger.propagate = True
 
 
-def incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-request-id":
-            candidate = value.decode("latin-1")
-            return candidate if _VALID_REQUEST_ID.match(candidate) else None
-    return None
-
-
-class RequestIdMiddleware:
-    """Honours a valid incoming X-Request-ID or makes one, returns it in the response header,
-    and writes one access-log line per request with method, path, status and duration."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = incoming_request_id(scope) or uuid.uuid4().hex
-        token = request_id_var.set(request_id)
-        started = time.perf_counter()
-        status = 500
-
-        async def tagging_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tagging_send)
-        finally:
-            access_log.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "client": (scope.get("client") or ("?",))[0],
-                },
-            )
-            request_id_var.reset(token)
+def log_access(info: metrics.Info) -> None:
+    """One access-log line per request (method, path, status, duration, client); run by the
+    Prometheus instrumentator after each response, inside the request's id context."""
+    client = info.request.client
+    access_log.info(
+        "request",
+        extra={
+            "method": info.method,
+            "path": info.request.url.path,
+            "status": int(info.modified_status),
+            "duration_ms": round(info.modified_duration * 1000, 2),
+            "client": client.host if client else None,
+        },
+    )

@@ -1,28 +1,19 @@
-"""Prometheus metrics: requests and latency by route/status, batches, queue depth, model version."""
+"""Prometheus metrics: HTTP requests and latency (by the instrumentator), batches, queue depth, model."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-    generate_latest,
-)
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, Info, generate_latest
+from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.classifier import Classifier
 
-# Unmatched paths (scanners, typos) share one label so the series count stays bounded.
-UNMATCHED_ROUTE = "<unmatched>"
+HTTP_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class ServiceMetrics:
@@ -31,16 +22,6 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "fruit_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
-        )
-        self.latency = Histogram(
-            "fruit_http_request_duration_seconds",
-            "Time to answer a request",
-            ["method", "route", "status"],
-            registry=r,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-        )
         self.batch_size = Histogram(
             "fruit_model_batch_size",
             "Photos per model call",
@@ -82,44 +63,17 @@ class ServiceMetrics:
     def response(self, _: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request by method, route template and status."""
-
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics):
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # what the client sees if the app fails before answering
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            labels = (scope["method"], _route_label(scope), str(status))
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
-
-
-def _route_label(scope: Scope) -> str:
-    """The matched route's template; a request refused before routing (e.g. 413 by the upload
-    limit) is labelled with its path when one of the app's routes matches it."""
-    route = scope.get("route")
-    if route is not None and hasattr(route, "path"):
-        return route.path
-    app = scope.get("app")
-    probe = {**scope, "route": None}
-    for candidate in getattr(app, "routes", ()):
-        if candidate.matches(probe)[0] is Match.FULL:
-            return scope["path"]
-    return UNMATCHED_ROUTE
+    def instrument(self, app: FastAPI, *also: Callable[[metrics.Info], None]) -> None:
+        """HTTP metrics by prometheus-fastapi-instrumentator, in this registry:
+        fruit_http_requests_total and fruit_http_request_duration_seconds by method, handler
+        (the route template; "none" for paths no route matches) and exact status. `also` are
+        more functions it calls after each response (the access log)."""
+        instrumentator = Instrumentator(
+            should_group_status_codes=False, should_group_untemplated=True, registry=self.registry
+        )
+        common = {"metric_namespace": "fruit", "registry": self.registry}
+        instrumentator.add(metrics.requests(**common))
+        instrumentator.add(metrics.latency(buckets=HTTP_LATENCY_BUCKETS, **common))
+        for fn in also:
+            instrumentator.add(fn)
+        instrumentator.instrument(app)

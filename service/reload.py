@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from models.bundle import BundleError, current_version, read_manifest
-from models.classifier import Classifier, spec_of
+from models.classifier import Classifier, check_compatible
+from models.manifest import Manifest
 from service.settings import Settings
 from service.state import ModelHolder, load_classifier
 
@@ -31,10 +32,15 @@ class Reloader:
     on the old version."""
 
     def __init__(
-        self, holder: ModelHolder, settings: Settings, on_swap: Callable[[Classifier], None] | None = None
+        self,
+        holder: ModelHolder,
+        settings: Settings,
+        model_lock: threading.Lock,
+        on_swap: Callable[[Classifier], None] | None = None,
     ):
         self._holder = holder
         self._settings = settings
+        self._model_lock = model_lock  # the serving model's: a reused model warms up under it
         self._on_swap = on_swap
         self._lock = threading.Lock()  # one load at a time: a model build is seconds of CPU
         self._refused: dict[str, str] = {}  # a published version does not change: don't retry
@@ -51,8 +57,15 @@ class Reloader:
                 return ReloadOutcome("refused", serving, target, self._refused[target])
             try:
                 if old is not None:
-                    _check_same_model(read_manifest(self._settings.artifacts_uri, target), old)
-                new = load_classifier(self._settings, target, reuse=old.featurizer if old else None)
+                    # A hot reload swaps data, never the model: a version that needs another
+                    # featurizer, image size or weights is refused (changing models is a deploy).
+                    _same_model(read_manifest(self._settings.artifacts_uri, target), old)
+                new = load_classifier(
+                    self._settings,
+                    target,
+                    reuse=old.featurizer if old else None,
+                    model_lock=self._model_lock,
+                )
             except Exception as exc:  # noqa: BLE001 - any failure means: keep the old version
                 self._refused[target] = str(exc)
                 log.error("refused bundle %s: %s; still serving %s", target, exc, serving)
@@ -65,22 +78,11 @@ class Reloader:
             return ReloadOutcome("reloaded", target, target)
 
 
-def _check_same_model(manifest: dict, serving: Classifier) -> None:
-    """A hot reload swaps data, never the model: a version that needs another featurizer,
-    image size or weights is refused (switching models is a deploy: restart the service)."""
-    want = spec_of(manifest)
-    have = serving.featurizer.spec
-    sha = manifest.get("weights", {}).get("sha256", "")
-    if (want.kind, want.image_size) != (have.kind, have.image_size):
-        raise BundleError(
-            f"needs {want.name} at {want.image_size}px but this service runs "
-            f"{have.name} at {have.image_size}px; restart to change models"
-        )
-    if sha != serving.featurizer.weights_sha256:
-        raise BundleError(
-            f"needs weights {sha[:12]} but this service runs "
-            f"{serving.featurizer.weights_sha256[:12]}; restart to change models"
-        )
+def _same_model(manifest: Manifest, serving: Classifier) -> None:
+    try:
+        check_compatible(manifest, serving.featurizer)
+    except BundleError as exc:
+        raise BundleError(f"{exc}; restart the service to change models") from None
 
 
 async def _poll(reloader: Reloader, interval_s: float) -> None:

@@ -1,4 +1,4 @@
-"""HTTP routes: validate the request, call the model holder, return a schema. Nothing else."""
+"""HTTP routes: validate the request, call the inference pipeline, return a schema. Nothing else."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from models.bundle import BundleError
-from models.classifier import RANDOM_WEIGHTS_WARNING, Classification, Classifier
+from models.classifier import Classification, Classifier
+from models.manifest import RANDOM_WEIGHTS_WARNING
 from service import schemas
 from service.errors import ApiError
 
@@ -22,6 +23,11 @@ ERRORS = {
 }
 
 
+def _model_route(path: str, response_model: type, summary: str):
+    """A GET route that answers from the loaded model (503 until one is loaded)."""
+    return router.get(path, response_model=response_model, responses={503: ERRORS[503]}, summary=summary)
+
+
 def _classifier(request: Request) -> Classifier:
     try:
         classifier = request.app.state.holder.require()
@@ -31,20 +37,21 @@ def _classifier(request: Request) -> Classifier:
     return classifier
 
 
-async def _read_upload(request: Request, file: UploadFile) -> bytes:
+async def _upload_and_model(request: Request, file: UploadFile) -> tuple[bytes, Classifier]:
+    """The uploaded bytes (413 past the limit) and the classifier this request will use."""
     limit = request.app.state.settings.max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, "file_too_large", f"The file is larger than {limit} bytes.")
-    return data
+    return data, _classifier(request)
 
 
 def model_ref(c: Classifier) -> schemas.ModelRef:
     m = c.bundle.manifest
     return schemas.ModelRef(
         version=c.version,
-        weights=m["weights"]["spec"],
-        weights_sha256=m["weights"]["sha256"],
+        weights=m.weights.spec,
+        weights_sha256=m.weights.sha256,
         random_weights=c.random_weights,
         featurizer=c.featurizer.spec.name,
         image_size=c.featurizer.spec.image_size,
@@ -72,6 +79,9 @@ def classification_response(c: Classifier, result: Classification) -> schemas.Cl
     )
 
 
+PhotoUpload = Annotated[UploadFile, File(description="the photo; format detected from its bytes")]
+
+
 @router.post(
     "/v1/classify",
     response_model=schemas.ClassifyResponse,
@@ -80,12 +90,15 @@ def classification_response(c: Classifier, result: Classification) -> schemas.Cl
 )
 async def classify(
     request: Request,
-    file: Annotated[UploadFile, File(description="the photo; format detected from its bytes")],
-    top_k: Annotated[int, Query(ge=1, le=20, description="how many classes to return")] = 5,
+    file: PhotoUpload,
+    top_k: Annotated[
+        int | None,
+        Query(ge=1, le=20, description="how many classes to return (default: the DEFAULT_TOP_K setting)"),
+    ] = None,
 ) -> schemas.ClassifyResponse:
-    data = await _read_upload(request, file)
-    c = _classifier(request)
-    result = await request.app.state.holder.classify_photo(c, data, top_k)
+    data, c = await _upload_and_model(request, file)
+    k = top_k or request.app.state.settings.default_top_k
+    result = await request.app.state.pipeline.classify(c, data, k)
     return classification_response(c, result)
 
 
@@ -95,13 +108,9 @@ async def classify(
     responses=ERRORS,
     summary="The photo's features and PCA embedding (parity checks, debugging)",
 )
-async def embed(
-    request: Request,
-    file: Annotated[UploadFile, File(description="the photo")],
-) -> schemas.EmbedResponse:
-    data = await _read_upload(request, file)
-    c = _classifier(request)
-    features, z = await request.app.state.holder.embed_photo(c, data)
+async def embed(request: Request, file: PhotoUpload) -> schemas.EmbedResponse:
+    data, c = await _upload_and_model(request, file)
+    features, z = await request.app.state.pipeline.embed(c, data)
     return schemas.EmbedResponse(model=model_ref(c), embedding=z.tolist(), features=features.tolist())
 
 
@@ -110,52 +119,37 @@ async def healthz() -> schemas.Health:
     return schemas.Health(status="ok")
 
 
-@router.get(
-    "/readyz",
-    response_model=schemas.Ready,
-    responses={503: ERRORS[503]},
-    summary="The bundle and the model are loaded",
-)
+@_model_route("/readyz", schemas.Ready, "The bundle and the model are loaded")
 async def readyz(request: Request) -> schemas.Ready:
     return schemas.Ready(status="ready", version=_classifier(request).version)
 
 
-@router.get(
-    "/v1/model",
-    response_model=schemas.ModelSummary,
-    responses={503: ERRORS[503]},
-    summary="The loaded bundle's manifest, summarised",
-)
+@_model_route("/v1/model", schemas.ModelSummary, "The loaded bundle's manifest, summarised")
 async def model_summary(request: Request) -> schemas.ModelSummary:
     c = _classifier(request)
     m = c.bundle.manifest
     return schemas.ModelSummary(
         model=model_ref(c),
-        created_at=m["created_at"],
-        input_uri=m["input_uri"],
-        classes=m["counts"]["classes"],
-        training_photos=m["counts"]["featurized"],
-        skipped_photos=m["counts"]["skipped"],
-        pca_components=m["pca"]["k"],
-        explained_variance_kept=m["pca"]["explained_variance_kept"],
-        feature_dim=m["feature_dim"],
-        preprocessing=m["preprocessing"]["version"],
-        augmented_views_per_photo=m["augment"]["views"],
-        reference_rows=m["counts"]["rows"],
-        calibration=m["calibration"],
-        libraries=m["libraries"],
+        created_at=m.created_at,
+        input_uri=m.input_uri,
+        classes=m.counts.classes,
+        training_photos=m.counts.featurized,
+        skipped_photos=m.counts.skipped,
+        pca_components=m.pca.k,
+        explained_variance_kept=m.pca.explained_variance_kept,
+        feature_dim=m.feature_dim,
+        preprocessing=m.preprocessing.version,
+        augmented_views_per_photo=m.augment.views,
+        reference_rows=m.counts.rows,
+        calibration=m.calibration,
+        libraries=m.libraries,
     )
 
 
-@router.get(
-    "/v1/classes",
-    response_model=schemas.ClassesResponse,
-    responses={503: ERRORS[503]},
-    summary="The classes this model knows, with their information",
-)
+@_model_route("/v1/classes", schemas.ClassesResponse, "The classes this model knows, with their information")
 async def classes(request: Request) -> schemas.ClassesResponse:
     c = _classifier(request)
-    counts = c.bundle.manifest["class_counts"]
+    counts = c.bundle.manifest.class_counts
     return schemas.ClassesResponse(
         model=model_ref(c),
         classes=[

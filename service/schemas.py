@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.manifest import Calibration
+
 
 class ErrorBody(BaseModel):
     code: str = Field(description="stable machine-readable code, e.g. not_an_image")
@@ -102,5 +104,5 @@ class ModelSummary(BaseModel):
     preprocessing: str = Field(description="version of the shared preprocessing the bundle was built with")
     augmented_views_per_photo: int = Field(description="extra seeded views of each training photo")
     reference_rows: int = Field(description="rows searched per request: photos and their views")
-    calibration: dict
+    calibration: Calibration
     libraries: dict[str, str]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
@@ -36,8 +35,7 @@ def republish(
     not the features Parquet), publish it unless point=False; returns the new version id."""
     bundle = read_bundle(str(src_root))
     version = version or new_version_id()
-    bundle.manifest = copy.deepcopy(bundle.manifest)
-    bundle.manifest["version"] = version
+    bundle.manifest = bundle.manifest.model_copy(deep=True, update={"version": version})
     if edit:
         edit(bundle)
     write_version(str(dst_root), bundle, storage)

@@ -9,12 +9,11 @@ import pytest
 from PIL import Image
 
 from tests.support import (
-    SHARED_DATA,
     TEST_IMAGE_SIZE,
     TEST_WEIGHTS,
     copy_photos,
+    fixture_photos,
     running_service,
-    shared_photos,
 )
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -31,14 +30,14 @@ OFF_CENTRE = "Banana/off_centre_on_page.jpg"
 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory):
-    """Training/<label>/*.jpg from ../shared (plus one corrupt photo), Test/<label>/*.jpg."""
+    """Training/<label>/*.jpg from tests/data (plus one corrupt photo), Test/<label>/*.jpg."""
     root = tmp_path_factory.mktemp("fruits")
     train = copy_photos(root / "Training", "Training", LABELS, TRAIN_PER_CLASS)
     copy_photos(root / "Test", "Test", LABELS, TEST_PER_CLASS)
-    good = shared_photos("Training", "Kiwi")[-1].read_bytes()
+    good = fixture_photos("Training", "Kiwi")[-1].read_bytes()
     (train / "Kiwi" / "corrupt_truncated.jpg").write_bytes(good[: len(good) // 3])
     (train / "Kiwi" / "README.txt").write_text("not a photo: ignored by extension")
-    banana = Image.open(shared_photos("Training", "Banana")[-1]).convert("RGB")
+    banana = Image.open(fixture_photos("Training", "Banana")[-1]).convert("RGB")
     page = Image.new("RGB", (400, 300), (255, 255, 255))
     page.paste(banana.resize((140, 140)), (230, 20))
     page.save(train / OFF_CENTRE, quality=92)
@@ -80,4 +79,4 @@ def service_url(job_run, tmp_path_factory):
         yield url
 
 
-__all__ = ["LABELS", "OFF_CENTRE", "SHARED_DATA"]
+__all__ = ["LABELS", "OFF_CENTRE"]

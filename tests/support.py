@@ -5,23 +5,26 @@ The service runs as a child process through `service.launch` (re-exported here).
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import struct
 import zlib
 from pathlib import Path
 
+import httpx
+
 from service.launch import REPO_ROOT, free_port, running_service, stop_process, wait_ready
 
-SHARED_DATA = Path(os.environ.get("FRUITS360_DIR", REPO_ROOT.parent / "shared/data/fruits360"))
+# Real Fruits-360 photos, committed: only those the tests read (see its ATTRIBUTION.md).
+TEST_DATA = Path(__file__).resolve().parent / "data" / "fruits360"
 TEST_IMAGE_SIZE = 64  # small input keeps CI fast; the code path is the same as at 224
 TEST_WEIGHTS = "random:0"
 
 
-def shared_photos(split: str, label: str) -> list[Path]:
-    folder = SHARED_DATA / split / label
+def fixture_photos(split: str, label: str) -> list[Path]:
+    """The committed photos of one class, sorted by name."""
+    folder = TEST_DATA / split / label
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is missing: the tests need ../shared/data/fruits360")
+        raise FileNotFoundError(f"{folder} is missing: add the photos to tests/data/fruits360")
     return sorted(folder.glob("*.jpg"))
 
 
@@ -29,9 +32,29 @@ def copy_photos(dest: Path, split: str, labels: list[str], per_class: int) -> Pa
     """Copy the first `per_class` photos of each label into dest/<label>/."""
     for label in labels:
         (dest / label).mkdir(parents=True, exist_ok=True)
-        for photo in shared_photos(split, label)[:per_class]:
+        for photo in fixture_photos(split, label)[:per_class]:
             shutil.copy(photo, dest / label / photo.name)
     return dest
+
+
+def photo_form(data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg") -> dict:
+    """The multipart `files=` of an upload: the photo in the field `file`."""
+    return {"file": (name, data, content_type)}
+
+
+def post_photo(
+    url: str,
+    data: bytes,
+    *,
+    path: str = "/v1/classify",
+    name: str = "photo.jpg",
+    content_type: str = "image/jpeg",
+    timeout: float = 60,
+    **kwargs,
+) -> httpx.Response:
+    """POST a photo to the live service (classify by default, or `path`): every test's call.
+    `kwargs` go to httpx (params=, headers=)."""
+    return httpx.post(f"{url}{path}", files=photo_form(data, name, content_type), timeout=timeout, **kwargs)
 
 
 def encode(img, fmt: str, **kw) -> bytes:

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from pyspark.ml.feature import PCA, StandardScaler
 from pyspark.ml.functions import array_to_vector
 
-from batch.fit import fit_projection
+from batch.fit import _ROWS_PER_PRODUCT, _rows, fit_projection
 
 
 @pytest.mark.spark
 def test_fit_equals_spark_ml_scaler_and_pca(spark):
     rng = np.random.default_rng(3)
-    n, d, k = 400, 24, 6
+    # More rows per task than one float64 block (batch.fit._ROWS_PER_PRODUCT), over more partitions
+    # than cores, so block flushes, the per-core coalesce and the tree reduce are all compared.
+    n, d, k = 2600, 24, 6
     # Correlated columns with distinct variances, one constant column, positive like ReLU outputs.
     x = np.abs(rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) * rng.uniform(0.5, 3, d) + 2)
     x[:, 5] = 1.5
     frame = spark.createDataFrame(
         pd.DataFrame({"features": list(x.astype(np.float32))}), "features array<float>"
-    ).repartition(3)
+    ).repartition(7)
 
     ours = fit_projection(frame, n_rows=n, dim=d, components=k, variance=0.9, max_components=d)
 
@@ -37,6 +40,14 @@ def test_fit_equals_spark_ml_scaler_and_pca(spark):
     signs = np.sign((ours.components * theirs).sum(1))
     np.testing.assert_allclose(ours.components, theirs * signs[:, None], rtol=1e-6, atol=1e-6)
     assert ours.k == k and ours.chosen_by == "--components"
+    assert n / 2 > _ROWS_PER_PRODUCT
+
+
+def test_rows_must_all_have_dim_values():
+    ok = pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float32()))
+    np.testing.assert_array_equal(_rows(ok, 2), [[1, 2], [3, 4]])
+    with pytest.raises(ValueError, match="2 values"):
+        _rows(pa.array([[1.0, 2.0], [3.0]], pa.list_(pa.float32())), 2)
 
 
 @pytest.mark.spark

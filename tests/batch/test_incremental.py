@@ -16,7 +16,7 @@ from batch.job import run_job
 from models.augment import AugmentSpec
 from models.bundle import read_bundle
 from models.featurizer import FeaturizerSpec, build_featurizer, featurize_bytes
-from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS, copy_photos, shared_photos
+from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS, copy_photos, fixture_photos
 
 LABELS = ["Apple Red 1", "Banana", "Cherry 1"]
 VIEWS = 1  # augmented views per photo: reused with their photo
@@ -65,23 +65,23 @@ def test_incremental_refresh_reuses_unchanged_and_refits(spark, tmp_path):
         )
 
     first = run_job(config(incremental=True), spark)  # nothing to reuse yet: a full run
-    assert first.manifest["refresh"]["reused"] == 0
-    assert first.manifest["refresh"]["featurized"] == 24
+    assert first.manifest.refresh.reused == 0
+    assert first.manifest.refresh.featurized == 24
 
-    kept = str(photos / LABELS[0] / shared_photos("Training", LABELS[0])[0].name)
+    kept = str(photos / LABELS[0] / fixture_photos("Training", LABELS[0])[0].name)
     poison_row(root, first.version, kept)
     deleted = sorted((photos / LABELS[1]).glob("*.jpg"))[-2:]
     for path in deleted:
         path.unlink()
     changed = sorted((photos / LABELS[2]).glob("*.jpg"))[0]
-    changed.write_bytes(shared_photos("Training", LABELS[2])[30].read_bytes())
+    changed.write_bytes(fixture_photos("Training", LABELS[2])[30].read_bytes())
     added = [
         *copy_photos_named(photos, LABELS[2], range(8, 11)),
         *copy_photos_named(photos, "Kiwi", range(2)),
     ]  # a class the first run never saw
 
     second = run_job(config(incremental=True), spark)
-    assert second.manifest["refresh"] == {
+    assert second.manifest.refresh.model_dump() == {
         "incremental": True,
         "previous_version": first.version,
         "reused": 21,
@@ -124,7 +124,7 @@ def test_incremental_refresh_reuses_unchanged_and_refits(spark, tmp_path):
 
 def copy_photos_named(photos: Path, label: str, indices: range) -> list[Path]:
     (photos / label).mkdir(exist_ok=True)
-    sources = shared_photos("Training", label)
+    sources = fixture_photos("Training", label)
     out = []
     for i in indices:
         out.append(photos / label / sources[i].name)

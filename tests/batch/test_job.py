@@ -32,7 +32,7 @@ def test_bundle_files_and_shapes(job_run):
         assert (vdir / f"{name}.npy").is_file(), name
     views = 1 + DEFAULT_AUGMENT_VIEWS  # the photo and its augmented views
     n = (len(LABELS) * TRAIN_PER_CLASS + 1) * views  # + the off-centre photo
-    k = result.manifest["pca"]["k"]
+    k = result.manifest.pca.k
     assert np.load(vdir / "embeddings.npy").shape == (n, k)
     assert np.load(vdir / "pca_components.npy").shape == (k, 2048)
     assert np.load(vdir / "scaler_mean.npy").shape == (2048,)
@@ -60,8 +60,8 @@ def test_augment_adds_exactly_n_labelled_views_per_photo_and_records_the_spec(jo
         assert set(bundle.labels[rows].tolist()) == {uri.split("/")[-2]}
     assert len(bundle.sources) == len(good) * (n + 1)
     m = bundle.manifest
-    assert m["augment"] == AugmentSpec(views=n).to_dict()
-    assert m["counts"] == {
+    assert m.augment == AugmentSpec(views=n)
+    assert m.counts.model_dump() == {
         "listed": len(photos),
         "featurized": len(good),
         "skipped": 1,
@@ -69,7 +69,7 @@ def test_augment_adds_exactly_n_labelled_views_per_photo_and_records_the_spec(jo
         "rows": len(good) * (n + 1),
         "augmented_rows": len(good) * n,
     }
-    assert m["preprocessing"]["version"] == PREPROCESSING_VERSION
+    assert m.preprocessing.version == PREPROCESSING_VERSION
     # The views are different pictures, not copies: no view equals its photo's embedding.
     rows = list(zip(bundle.sources, bundle.views, bundle.embeddings, strict=True))
     originals = {source: e for source, v, e in rows if v == 0}
@@ -121,11 +121,10 @@ def test_manifest_records_what_was_done(job_run, dataset):
 def test_corrupt_photo_is_skipped_and_reported(job_run):
     _, result = job_run
     [skipped] = result.skipped
-    assert skipped["uri"].endswith("Kiwi/corrupt_truncated.jpg")
-    assert skipped["code"] == "corrupt_image"
-    assert result.manifest["skipped"] == result.skipped
+    assert skipped.uri.endswith("Kiwi/corrupt_truncated.jpg")
+    assert skipped.code == "corrupt_image"
     # README.txt is not a photo: never listed, so never "skipped".
-    assert result.manifest["counts"]["listed"] == len(LABELS) * TRAIN_PER_CLASS + 2  # corrupt, off-centre
+    assert result.manifest.counts.listed == len(LABELS) * TRAIN_PER_CLASS + 2  # corrupt, off-centre
 
 
 def test_scaler_and_pca_match_numpy_on_the_stored_features(job_run):
@@ -139,9 +138,9 @@ def test_scaler_and_pca_match_numpy_on_the_stored_features(job_run):
     std = np.where(b.scaler_scale > 0, b.scaler_scale, 1.0)
     xs = (x - b.scaler_mean) / std * (b.scaler_scale > 0)
     _, s, vt = np.linalg.svd(xs - xs.mean(0), full_matrices=False)
-    k = result.manifest["pca"]["k"]
+    k = result.manifest.pca.k
     ratios = (s**2 / (s**2).sum())[:k]
-    np.testing.assert_allclose(result.manifest["pca"]["explained_variance_ratio"][:k], ratios, atol=1e-5)
+    np.testing.assert_allclose(result.manifest.pca.explained_variance_ratio[:k], ratios, atol=1e-5)
     # Same subspace (signs may flip): |cosine| of matching components ~ 1 where well separated.
     cos = np.abs((b.pca_components[:3] * vt[:3]).sum(1))
     assert np.all(cos > 0.999)
@@ -171,7 +170,7 @@ def test_components_flag_and_catalog_override(spark, dataset, tmp_path):
     result = run_job(config_from_args(args), spark)
     bundle = read_bundle(str(tmp_path / "out"))
     assert bundle.pca_components.shape == (5, 2048)
-    assert result.manifest["pca"]["chosen_by"] == "--components"
+    assert result.manifest.pca.chosen_by == "--components"
     assert bundle.catalog["Kiwi"]["fact"] == "Our own fact."
     assert bundle.catalog["Kiwi"]["names"]["fr"] == "Kiwi"  # untouched fields kept
     assert bundle.catalog["Banana"]["display_name"] == "Plátano"
@@ -188,7 +187,7 @@ def test_nested_folders_and_uppercase_extensions(spark, tmp_path):
         components=2,
     )
     result = run_job(config, spark)
-    assert result.manifest["class_counts"] == {"Lemon": 5, "Limes": 4}
+    assert result.manifest.class_counts == {"Lemon": 5, "Limes": 4}
 
 
 def test_failed_job_leaves_the_current_version_in_place(spark, job_run, tmp_path):

@@ -150,7 +150,7 @@ def test_spark_submit_on_a_standalone_cluster_matches_local(spark, tmp_path):
         out = (tmp_path / "submit.log").read_text(errors="replace")
         assert done.returncode == 0, out[-4000:]
     on_cluster = read_bundle(str(cluster_root))
-    assert on_cluster.manifest["spark"]["master"] == master
+    assert on_cluster.manifest.spark.master == master
 
     local_root = tmp_path / "local-bundles"
     run_job(
@@ -163,7 +163,7 @@ def test_spark_submit_on_a_standalone_cluster_matches_local(spark, tmp_path):
         spark,
     )
     local = read_bundle(str(local_root))
-    assert local.manifest["spark"]["master"].startswith("local")
+    assert local.manifest.spark.master.startswith("local")
 
     assert (
         on_cluster.sources.tolist()
@@ -173,4 +173,4 @@ def test_spark_submit_on_a_standalone_cluster_matches_local(spark, tmp_path):
     assert on_cluster.embeddings.shape == local.embeddings.shape
     np.testing.assert_allclose(on_cluster.embeddings, local.embeddings, atol=1e-4, rtol=0)
     np.testing.assert_allclose(on_cluster.pca_components, local.pca_components, atol=1e-4)
-    assert on_cluster.manifest["weights"]["sha256"] == local.manifest["weights"]["sha256"]
+    assert on_cluster.manifest.weights.sha256 == local.manifest.weights.sha256

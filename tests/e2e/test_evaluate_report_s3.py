@@ -10,7 +10,7 @@ import sys
 
 from PIL import Image
 
-from batch.evaluate import evaluate
+from evaluation import evaluate
 from tests.s3 import read_text, upload_tree
 from tests.support import REPO_ROOT
 
@@ -39,7 +39,7 @@ def test_evaluate_and_report_through_s3(s3, job_run, dataset):
     proc = _run(
         [
             "-m",
-            "batch.evaluate",
+            "evaluation",
             "--bundle",
             f"s3://{BUCKET}/artifacts",
             "--data",

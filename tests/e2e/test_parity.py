@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pyarrow.parquet as pq
 
 from tests.conftest import OFF_CENTRE
+from tests.support import post_photo
 
 
 def _version_dir(root: Path) -> Path:
@@ -17,7 +17,7 @@ def _version_dir(root: Path) -> Path:
 
 
 def _embed(url: str, path: Path) -> dict:
-    resp = httpx.post(f"{url}/v1/embed", files={"file": (path.name, path.read_bytes())}, timeout=60)
+    resp = post_photo(url, path.read_bytes(), path="/v1/embed", name=path.name)
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -73,9 +73,7 @@ def test_service_top1_equals_top1_from_job_outputs_on_every_test_photo(service_u
         z = ((raw - mean) / np.where(std > 0, std, np.inf)) @ pcs.T
         dists = np.sqrt(((embeddings - z) ** 2).sum(1)) * row_scale
         expected = min(set(labels.tolist()), key=lambda c: dists[labels == c].min())
-        resp = httpx.post(
-            f"{service_url}/v1/classify", files={"file": (photo.name, photo.read_bytes())}, timeout=60
-        )
+        resp = post_photo(service_url, photo.read_bytes(), name=photo.name)
         assert resp.status_code == 200
         assert resp.json()["label"] == expected, photo
         agree += expected == photo.parent.name

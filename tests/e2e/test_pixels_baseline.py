@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from batch.progress import format_progress
+from models.featurizer import FeaturizerSpec
 from models.preprocess import preprocess_image
 from tests.conftest import LABELS
-from tests.support import running_service
+from tests.support import post_photo, running_service
 
 SIDE = 16
 PROGRESS_LINE = re.compile(
@@ -59,7 +60,7 @@ def pixels_run(dataset, spark, tmp_path_factory):
 
 def test_progress_lines_count_up_to_every_listed_photo(pixels_run):
     _, result, lines = pixels_run
-    total = result.manifest["counts"]["listed"]
+    total = result.manifest.counts.listed
     parsed = [PROGRESS_LINE.match(line) for line in lines]
     assert all(parsed), lines
     done = [int(m.group(1)) for m in parsed]
@@ -81,11 +82,11 @@ def test_progress_line_format():
 def test_pixels_bundle_has_the_same_format(pixels_run):
     root, result, _ = pixels_run
     m = result.manifest
-    assert m["featurizer"] == {"kind": "pixels", "weights": "none", "image_size": SIDE}
-    assert m["feature_dim"] == SIDE * SIDE * 3
+    assert m.featurizer == FeaturizerSpec(kind="pixels", weights="none", image_size=SIDE)
+    assert m.feature_dim == SIDE * SIDE * 3
     vdir = root / "versions" / result.version
     assert (vdir / "report" / "index.html").is_file()
-    assert np.load(vdir / "pca_components.npy").shape == (m["pca"]["k"], SIDE * SIDE * 3)
+    assert np.load(vdir / "pca_components.npy").shape == (m.pca.k, SIDE * SIDE * 3)
 
 
 def test_service_serves_the_pixels_bundle(pixels_run, dataset, tmp_path):
@@ -103,7 +104,7 @@ def test_service_serves_the_pixels_bundle(pixels_run, dataset, tmp_path):
         assert model["featurizer"] == f"pixels:{SIDE}" and model["random_weights"] is False
         for photo in photos:
             data = photo.read_bytes()
-            resp = httpx.post(f"{url}/v1/classify", files={"file": ("p.jpg", data, "image/jpeg")}, timeout=30)
+            resp = post_photo(url, data)
             assert resp.status_code == 200, resp.text
             body = resp.json()
             assert body["warning"] is None

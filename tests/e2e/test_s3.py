@@ -24,7 +24,7 @@ from tests.artifacts import republish
 from tests.conftest import LABELS
 from tests.jobs import run_job_cli
 from tests.s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY, upload_tree
-from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS, running_service, shared_photos
+from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS, fixture_photos, post_photo, running_service
 
 BUCKET = "fruits-e2e"
 PHOTOS = f"s3://{BUCKET}/photos/Training"
@@ -58,7 +58,7 @@ def features_by_photo(storage, files: list[str], prefix: str) -> pd.Series:
 def classify_all(url: str, photos: list[bytes]) -> list[dict]:
     out = []
     for photo in photos:
-        resp = httpx.post(f"{url}/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")}, timeout=60)
+        resp = post_photo(url, photo)
         assert resp.status_code == 200, resp.text
         assert resp.headers["x-model-version"] == resp.json()["model"]["version"]
         out.append(resp.json())
@@ -105,21 +105,21 @@ def test_s3_photos_to_bundle_to_service_with_refresh_and_restart(s3, dataset, jo
 
     bundle = read_bundle(ROOT, storage=storage)
     m = bundle.manifest
-    assert m["input_uri"] == PHOTOS
-    assert m["counts"]["featurized"] == len(LABELS) * 16 + 1  # + the off-centre photo
-    assert [s["uri"] for s in m["skipped"]] == [f"{PHOTOS}/Kiwi/corrupt_truncated.jpg"]
+    assert m.input_uri == PHOTOS
+    assert m.counts.featurized == len(LABELS) * 16 + 1  # + the off-centre photo
+    assert [s.uri for s in m.skipped] == [f"{PHOTOS}/Kiwi/corrupt_truncated.jpg"]
     assert all(src.startswith(f"{PHOTOS}/") for src in bundle.sources)
     # Bytes read from S3 by the executors give the features the local run got from disk.
-    s3_features = features_by_photo(storage, m["features"]["files"], PHOTOS)
+    s3_features = features_by_photo(storage, m.features.files, PHOTOS)
     local_features = features_by_photo(
-        LocalStorage(), local_result.manifest["features"]["files"], str(dataset / "Training")
+        LocalStorage(), local_result.manifest.features.files, str(dataset / "Training")
     )
     assert list(s3_features.index) == list(local_features.index)
     np.testing.assert_allclose(
         np.stack(s3_features.to_numpy()), np.stack(local_features.to_numpy()), rtol=1e-4, atol=1e-4
     )
 
-    test_photos = [shared_photos("Test", label)[0].read_bytes() for label in LABELS[:3]]
+    test_photos = [fixture_photos("Test", label)[0].read_bytes() for label in LABELS[:3]]
     env = {**s3.env, "ARTIFACTS_URI": ROOT, "RELOAD_INTERVAL_S": "1"}
     with running_service(env, log_path=tmp_path / "service1.log") as (url, _):
         first = classify_all(url, test_photos)
@@ -131,9 +131,9 @@ def test_s3_photos_to_bundle_to_service_with_refresh_and_restart(s3, dataset, jo
         )
 
         # Photos change in the bucket; the refresh job runs while the service keeps serving.
-        gone = f"photos/Training/{LABELS[0]}/{shared_photos('Training', LABELS[0])[0].name}"
+        gone = f"photos/Training/{LABELS[0]}/{fixture_photos('Training', LABELS[0])[0].name}"
         client.delete_object(Bucket=BUCKET, Key=gone)
-        for photo in shared_photos("Training", "Banana")[40:42]:
+        for photo in fixture_photos("Training", "Banana")[40:42]:
             client.put_object(
                 Bucket=BUCKET, Key=f"photos/Training/Banana/{photo.name}", Body=photo.read_bytes()
             )
@@ -141,7 +141,7 @@ def test_s3_photos_to_bundle_to_service_with_refresh_and_restart(s3, dataset, jo
         logs.append(out)
         assert rc == 0, out[-3000:]
         v2 = current_version(ROOT, storage)
-        refresh = read_bundle(ROOT, storage=storage).manifest["refresh"]
+        refresh = read_bundle(ROOT, storage=storage).manifest.refresh.model_dump()
         # 97 featurized before; one deleted; two added; the corrupt photo is tried again.
         assert (
             refresh["previous_version"],

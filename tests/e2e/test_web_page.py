@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support import REPO_ROOT, shared_photos
+from tests.support import REPO_ROOT, fixture_photos, post_photo
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -60,12 +60,7 @@ def page(browser, service_url):
 
 
 def api_classify(url: str, name: str, data: bytes) -> httpx.Response:
-    return httpx.post(
-        f"{url}/v1/classify",
-        params={"top_k": 5},
-        files={"file": (name, data, "application/octet-stream")},
-        timeout=60,
-    )
+    return post_photo(url, data, name=name, content_type="application/octet-stream", params={"top_k": 5})
 
 
 def upload(page, path: Path) -> None:
@@ -73,7 +68,7 @@ def upload(page, path: Path) -> None:
 
 
 def test_upload_shows_the_apis_top_classes(page, service_url):
-    photo = shared_photos("Test", "Banana")[0]
+    photo = fixture_photos("Test", "Banana")[0]
     api = api_classify(service_url, photo.name, photo.read_bytes()).json()
     upload(page, photo)
     page.wait_for_selector("#results li.match")

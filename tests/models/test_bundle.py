@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from models import manifest as mf
+from models.augment import AugmentSpec
 from models.bundle import (
     ArtifactBundle,
     BundleError,
@@ -18,13 +21,52 @@ from models.bundle import (
     read_bundle,
     write_version,
 )
+from models.featurizer import FeaturizerSpec
+
+
+def make_manifest(version: str, k: int, d: int, rows: int) -> mf.Manifest:
+    """The smallest manifest that passes validation, for arrays made up by a test."""
+    return mf.Manifest(
+        version=version,
+        created_at="2026-01-01T00:00:00+00:00",
+        input_uri="/x",
+        featurizer=FeaturizerSpec("pixels", "none", 2),
+        weights=mf.Weights(spec="none", sha256="0" * 64, random=False),
+        preprocessing=mf.Preprocessing(function="models.preprocess.preprocess_image", version="test"),
+        augment=AugmentSpec(views=1),
+        feature_dim=d,
+        scaler=mf.Scaler(fitted_with="test"),
+        pca=mf.Pca(
+            k=k,
+            chosen_by="test",
+            explained_variance_ratio=[0.5] * k,
+            explained_variance_kept=1.0,
+            fitted_with="test",
+        ),
+        calibration=mf.Calibration(
+            rule="test",
+            percentile=95,
+            margin=1.0,
+            temperature=1.0,
+            temperature_fitted_on="test",
+            held_out_ece=0.0,
+            min_confidence=0.5,
+            view_distance_factor=1.0,
+        ),
+        counts=mf.Counts(listed=3, featurized=3, skipped=0, classes=2, rows=rows, augmented_rows=2),
+        class_counts={"A": 1, "B": 2},
+        features=mf.FeatureFiles(files=[], rows=rows),
+        stages={},
+        spark=mf.SparkRun(master="local[1]", parallelism=1, version="test"),
+        libraries={},
+    )
 
 
 def make_bundle(version: str | None = None, k: int = 3, d: int = 8) -> ArtifactBundle:
     rng = np.random.default_rng(0)
     labels = np.array(["A", "A", "B", "B", "B"])
     return ArtifactBundle(
-        manifest={"version": version or new_version_id(), "pca": {"k": k}, "feature_dim": d},
+        manifest=make_manifest(version or new_version_id(), k, d, len(labels)),
         scaler_mean=rng.normal(size=d),
         scaler_scale=np.abs(rng.normal(size=d)),
         pca_components=rng.normal(size=(k, d)),
@@ -34,7 +76,7 @@ def make_bundle(version: str | None = None, k: int = 3, d: int = 8) -> ArtifactB
         views=np.array([0, 1, 0, 1, 0], dtype=np.int16),
         classes=np.array(["A", "B"]),
         thresholds=np.array([1.0, 2.0]),
-        catalog={"A": {"display_name": "Apple"}},
+        catalog={"A": {"display_name": "Apple"}, "B": {"display_name": "Banana"}},
     )
 
 
@@ -87,6 +129,33 @@ def test_a_bundle_of_another_format_is_refused_with_a_rebuild_hint(tmp_path):
     Path(vdir, "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="format 1.*rebuild"):
         read_bundle(str(tmp_path), b.version)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["pca"].pop("k"), "pca.k: Field required"),
+        (lambda m: m.__setitem__("calibrations", m.pop("calibration")), "calibration: Field required"),
+        (lambda m: m["counts"].__setitem__("rows", "many"), "counts.rows"),
+        (lambda m: m.__setitem__("version", "other"), "its manifest names version other"),
+    ],
+)
+def test_a_manifest_that_does_not_match_the_types_is_refused_at_load(tmp_path, change, message):
+    """A renamed or missing field fails when the bundle is read, not when a request needs it."""
+    b = make_bundle()
+    vdir = write_version(str(tmp_path), b)
+    manifest = json.loads(Path(vdir, "manifest.json").read_text())
+    change(manifest)
+    Path(vdir, "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=re.escape(message)):
+        read_bundle(str(tmp_path), b.version)
+
+
+def test_a_catalog_without_every_class_is_refused(tmp_path):
+    b = make_bundle()
+    b.catalog = {"A": {"display_name": "Apple"}}
+    with pytest.raises(BundleError, match="catalog lacks a class"):
+        write_version(str(tmp_path), b)
 
 
 def test_photo_idx_groups_a_photos_views():

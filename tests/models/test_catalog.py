@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
+
 from models.catalog import KINDS, REQUIRED_KEYS, build_catalog, default_catalog
-from tests.support import SHARED_DATA
+from tests.support import REPO_ROOT, TEST_DATA
 
 EXTRA = {"Corn", "Corn Husk", "Cucumber Ripe", "Cucumber Ripe 2", "Fig", "Watermelon"}
+# The 125 class folders of the Fruits-360 subset in ../shared/data (committed: the tests run without it).
+CLASSES = (TEST_DATA / "CLASSES.txt").read_text().splitlines()
+FULL_DATA = Path(os.environ.get("FRUITS360_DIR", REPO_ROOT.parent / "shared/data/fruits360"))
 
 
 def test_catalog_covers_the_131_classes():
     catalog = default_catalog()
-    shared = {p.name for p in (SHARED_DATA / "Training").iterdir() if p.is_dir()}
-    assert len(shared) == 125
-    assert set(catalog) == shared | EXTRA
+    assert len(CLASSES) == len(set(CLASSES)) == 125
+    assert set(catalog) == set(CLASSES) | EXTRA
     assert len(catalog) == 131
     for label, info in catalog.items():
         assert set(info) == set(REQUIRED_KEYS), label
@@ -33,3 +40,9 @@ def test_overrides_and_unknown_labels():
     assert out["Kiwi"]["fact"] == "x" and out["Kiwi"]["names"]["fr"] == "Kiwi"
     assert out["Dragon Fruit 3"]["display_name"] == "Dragon Fruit"
     assert out["Dragon Fruit 3"]["kind"] == "unknown"
+
+
+@pytest.mark.skipif(not (FULL_DATA / "Training").is_dir(), reason=f"{FULL_DATA} is not here")
+def test_class_list_matches_the_dataset_folders():
+    for split in ("Training", "Test"):
+        assert sorted(p.name for p in (FULL_DATA / split).iterdir() if p.is_dir()) == CLASSES, split

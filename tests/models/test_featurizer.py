@@ -10,7 +10,7 @@ import pytest
 
 from models.featurizer import FeaturizerSpec, build_featurizer, featurize_bytes
 from models.preprocess import preprocess_image
-from tests.support import TEST_IMAGE_SIZE, shared_photos
+from tests.support import TEST_IMAGE_SIZE, fixture_photos
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def resnet():
 
 
 def test_pooled_2048_values_per_image_not_flattened_maps(resnet):
-    photos = [p.read_bytes() for p in shared_photos("Training", "Banana")[:3]]
+    photos = [p.read_bytes() for p in fixture_photos("Training", "Banana")[:3]]
     features, errors = featurize_bytes(resnet, photos)
     assert errors == [None, None, None]
     assert features.shape == (3, 2048)
@@ -30,14 +30,14 @@ def test_pooled_2048_values_per_image_not_flattened_maps(resnet):
 
 
 def test_batch_size_does_not_change_the_features(resnet):
-    photos = [p.read_bytes() for p in shared_photos("Training", "Kiwi")[:5]]
+    photos = [p.read_bytes() for p in fixture_photos("Training", "Kiwi")[:5]]
     together, _ = featurize_bytes(resnet, photos, batch_size=32)
     one_by_one, _ = featurize_bytes(resnet, photos, batch_size=1)
     assert np.abs(together - one_by_one).max() <= 1e-4
 
 
 def test_bad_photo_gets_nan_row_and_error_others_unaffected(resnet):
-    good = shared_photos("Training", "Kiwi")[0].read_bytes()
+    good = fixture_photos("Training", "Kiwi")[0].read_bytes()
     features, errors = featurize_bytes(resnet, [good, b"garbage", good])
     assert errors[0] is None and errors[2] is None
     assert errors[1].code == "not_an_image"
@@ -64,14 +64,14 @@ def test_weights_file_loads_the_same_model(resnet, tmp_path):
     resnet._model.save_weights(path)
     from_file = build_featurizer(FeaturizerSpec("resnet50", str(path), TEST_IMAGE_SIZE))
     assert from_file.weights_sha256 == resnet.weights_sha256
-    x = preprocess_image(shared_photos("Training", "Lemon")[0].read_bytes(), TEST_IMAGE_SIZE)
-    np.testing.assert_allclose(from_file.embed(x[None]), resnet.embed(x[None]), atol=1e-5)
+    x = preprocess_image(fixture_photos("Training", "Lemon")[0].read_bytes(), TEST_IMAGE_SIZE)
+    np.testing.assert_allclose(from_file.featurize(x[None]), resnet.featurize(x[None]), atol=1e-5)
 
 
 def test_pixels_baseline_is_resized_flattened_pixels():
     f = build_featurizer(FeaturizerSpec.parse("pixels:20", "ignored", None))
     assert f.dim == 1200 and f.spec.image_size == 20
-    photo = shared_photos("Training", "Banana")[0].read_bytes()
+    photo = fixture_photos("Training", "Banana")[0].read_bytes()
     features, _ = featurize_bytes(f, [photo])
     expected = preprocess_image(photo, 20).reshape(-1) / 255.0
     np.testing.assert_allclose(features[0], expected, atol=1e-6)

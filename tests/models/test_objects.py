@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from models.objects import find_object, white_balance_gains
 from models.preprocess import frame_object, open_image, to_model_input
-from tests.support import encode, shared_photos
+from tests.support import encode, fixture_photos
 
 W, H = 128, 96  # a thumbnail-sized scene: find_object's own resolution
 
@@ -98,7 +98,7 @@ def test_white_balance_only_for_a_plain_near_neutral_backdrop():
 @pytest.fixture(scope="module")
 def studio() -> Image.Image:
     """A real Fruits-360 photo: one fruit filling a 100 px frame on white."""
-    return Image.open(shared_photos("Test", "Banana")[0]).convert("RGB")
+    return Image.open(fixture_photos("Test", "Banana")[0]).convert("RGB")
 
 
 def test_a_small_off_centre_fruit_reaches_the_model_framed_like_the_studio_photo(studio):

@@ -15,12 +15,12 @@ from models.preprocess import (
     preprocess_image,
     to_model_input,
 )
-from tests.support import encode, png_declaring, shared_photos
+from tests.support import encode, fixture_photos, png_declaring
 
 
 @pytest.fixture(scope="module")
 def photo() -> Image.Image:
-    return Image.open(shared_photos("Test", "Banana")[0]).convert("RGB")
+    return Image.open(fixture_photos("Test", "Banana")[0]).convert("RGB")
 
 
 def pixels(data: bytes, **kw) -> np.ndarray:

@@ -6,18 +6,12 @@ import httpx
 import pytest
 
 from tests.conftest import LABELS
-from tests.support import shared_photos
-
-
-def post_photo(
-    url: str, data: bytes, name: str = "photo.jpg", ctype: str = "image/jpeg", **params
-) -> httpx.Response:
-    return httpx.post(f"{url}/v1/classify", files={"file": (name, data, ctype)}, params=params, timeout=60)
+from tests.support import fixture_photos, post_photo
 
 
 def test_classify_returns_the_documented_contract(service_url):
-    photo = shared_photos("Test", "Banana")[0].read_bytes()
-    resp = post_photo(service_url, photo, top_k=3)
+    photo = fixture_photos("Test", "Banana")[0].read_bytes()
+    resp = post_photo(service_url, photo, params={"top_k": 3})
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["label"] in LABELS
@@ -38,23 +32,23 @@ def test_classify_returns_the_documented_contract(service_url):
 
 
 def test_default_top_k_is_five(service_url):
-    resp = post_photo(service_url, shared_photos("Test", "Kiwi")[0].read_bytes())
+    resp = post_photo(service_url, fixture_photos("Test", "Kiwi")[0].read_bytes())
     assert resp.status_code == 200
     assert len(resp.json()["top_k"]) == 5
 
 
 def test_format_is_detected_from_bytes_not_declared_type(service_url):
-    photo = shared_photos("Test", "Kiwi")[0].read_bytes()
-    resp = post_photo(service_url, photo, name="notes.txt", ctype="text/plain")
+    photo = fixture_photos("Test", "Kiwi")[0].read_bytes()
+    resp = post_photo(service_url, photo, name="notes.txt", content_type="text/plain")
     assert resp.status_code == 200
-    fake = post_photo(service_url, b"hello, I am text", name="photo.jpg", ctype="image/jpeg")
+    fake = post_photo(service_url, b"hello, I am text", name="photo.jpg", content_type="image/jpeg")
     assert fake.status_code == 400
     assert fake.json()["error"]["code"] == "not_an_image"
 
 
 @pytest.mark.parametrize("top_k", [0, 21, -1, "many"])
 def test_top_k_out_of_range_is_422(service_url, top_k):
-    resp = post_photo(service_url, shared_photos("Test", "Kiwi")[0].read_bytes(), top_k=top_k)
+    resp = post_photo(service_url, fixture_photos("Test", "Kiwi")[0].read_bytes(), params={"top_k": top_k})
     assert resp.status_code == 422
     assert resp.json()["error"]["code"] == "invalid_request"
 
@@ -89,3 +83,11 @@ def test_docs_and_openapi_describe_the_contract(service_url):
     assert {"200", "400", "413", "415", "422"} <= set(classify["responses"])
     props = schema["components"]["schemas"]["ClassifyResponse"]["properties"]
     assert {"label", "known", "top_k", "model"} <= set(props)
+
+
+def test_top_k_defaults_to_the_setting(service_url, tight_service):
+    photo = fixture_photos("Test", "Kiwi")[0].read_bytes()
+    assert len(post_photo(service_url, photo).json()["top_k"]) == 5  # DEFAULT_TOP_K unset: 5
+    tight_url, _, _ = tight_service
+    assert len(post_photo(tight_url, photo).json()["top_k"]) == 2  # DEFAULT_TOP_K=2
+    assert len(post_photo(tight_url, photo, params={"top_k": 4}).json()["top_k"]) == 4

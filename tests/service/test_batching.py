@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.batching import MicroBatcher, Overloaded
-from tests.support import shared_photos
+from tests.support import fixture_photos, photo_form, post_photo
 
 
 class RecordingModel:
@@ -138,10 +138,7 @@ def _post_many(url: str, photo: bytes, n: int, path: str = "/v1/classify") -> li
     async def go():
         async with httpx.AsyncClient(timeout=60) as client:
             return await asyncio.gather(
-                *(
-                    client.post(f"{url}{path}", files={"file": ("p.jpg", photo, "image/jpeg")})
-                    for _ in range(n)
-                )
+                *(client.post(f"{url}{path}", files=photo_form(photo)) for _ in range(n))
             )
 
     return asyncio.run(go())
@@ -158,10 +155,8 @@ def _batch_histogram(url: str) -> tuple[float, float]:
 
 
 def test_concurrent_http_requests_are_batched_and_embed_stays_exact(service_url):
-    photo = shared_photos("Test", "Cherry 1")[0].read_bytes()
-    alone = httpx.post(
-        f"{service_url}/v1/embed", files={"file": ("p.jpg", photo, "image/jpeg")}, timeout=60
-    ).json()
+    photo = fixture_photos("Test", "Cherry 1")[0].read_bytes()
+    alone = post_photo(service_url, photo, path="/v1/embed").json()
     calls_before, photos_before = _batch_histogram(service_url)
     responses = _post_many(service_url, photo, 24, path="/v1/embed")
     calls_after, photos_after = _batch_histogram(service_url)
@@ -176,7 +171,7 @@ def test_concurrent_http_requests_are_batched_and_embed_stays_exact(service_url)
 
 def test_overloaded_service_answers_503_with_retry_after(tight_service):
     url, _, _ = tight_service
-    photo = shared_photos("Test", "Kiwi")[0].read_bytes()
+    photo = fixture_photos("Test", "Kiwi")[0].read_bytes()
     responses = _post_many(url, photo, 40)
     codes = [r.status_code for r in responses]
     assert set(codes) <= {200, 503}, codes
@@ -186,5 +181,5 @@ def test_overloaded_service_answers_503_with_retry_after(tight_service):
             assert r.headers["Retry-After"] == "1"
             assert r.json()["error"]["code"] == "overloaded"
     # and it recovers once the burst is over
-    ok = httpx.post(f"{url}/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")}, timeout=60)
+    ok = post_photo(url, photo)
     assert ok.status_code == 200

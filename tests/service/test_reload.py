@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import httpx
 import numpy as np
@@ -13,16 +14,14 @@ import pytest
 from models.bundle import version_uri
 from models.storage import join, storage_for
 from tests.artifacts import npy, point_at, replace_file, republish
-from tests.support import running_service, shared_photos
+from tests.support import fixture_photos, post_photo, running_service
 
 TOKEN = "reload-test-token-0c1d"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def classify(url: str, photo: bytes) -> httpx.Response:
-    resp = httpx.post(
-        f"{url}/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")}, params={"top_k": 3}, timeout=60
-    )
+    resp = post_photo(url, photo, params={"top_k": 3})
     assert resp.status_code == 200, resp.text
     return resp
 
@@ -66,12 +65,11 @@ def _break_shapes(root, v):
 
 
 def _other_weights(bundle):
-    bundle.manifest["weights"]["sha256"] = "0" * 64
+    bundle.manifest.weights.sha256 = "0" * 64
 
 
 def _other_image_size(bundle):
-    bundle.manifest["featurizer"]["image_size"] = 96
-    bundle.manifest["image_size"] = 96
+    bundle.manifest.featurizer = replace(bundle.manifest.featurizer, image_size=96)
 
 
 BAD_BUNDLES = {
@@ -88,7 +86,7 @@ def test_hot_reload_swaps_good_versions_and_refuses_bad_ones(job_run, tmp_path):
     src, _ = job_run
     root = str(tmp_path / "bundles")
     v1 = republish(str(src), root)
-    photo = shared_photos("Test", "Banana")[0].read_bytes()
+    photo = fixture_photos("Test", "Banana")[0].read_bytes()
     log = tmp_path / "service.log"
     env = {"ARTIFACTS_URI": root, "RELOAD_INTERVAL_S": "1", "ADMIN_TOKEN": TOKEN}
     with running_service(env, log_path=log) as (url, _proc):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from tests.conftest import LABELS
+from tests.support import post_photo
 
 # Measured with `python -m benchmarks.unknown_rate` (99th percentile x 1.5, random:0, 64 px):
 # 0.9% false-unknown on the full Test split (2,000 photos, 48 training photos a class), and 5
@@ -51,7 +51,7 @@ NOT_FRUIT = {
 
 
 def classify(url: str, data: bytes) -> dict:
-    resp = httpx.post(f"{url}/v1/classify", files={"file": ("x.png", data, "image/png")}, timeout=60)
+    resp = post_photo(url, data, name="x.png", content_type="image/png")
     assert resp.status_code == 200, resp.text
     return resp.json()
 

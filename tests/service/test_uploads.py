@@ -13,13 +13,13 @@ import pytest
 from PIL import Image
 
 from tests.conftest import LABELS
-from tests.support import encode, png_declaring, shared_photos
+from tests.support import encode, fixture_photos, png_declaring, post_photo
 
 LIMIT = 10 * 1024 * 1024  # the service's default MAX_UPLOAD_BYTES
 
 
 def upright() -> Image.Image:
-    return Image.open(shared_photos("Test", "Banana")[0]).convert("RGB")
+    return Image.open(fixture_photos("Test", "Banana")[0]).convert("RGB")
 
 
 def gif_declaring(width: int, height: int) -> bytes:
@@ -105,7 +105,7 @@ CASES = cases()
 
 
 def post(url: str, data: bytes, path: str = "/v1/classify", name: str = "upload.bin") -> httpx.Response:
-    return httpx.post(f"{url}{path}", files={"file": (name, data, "application/octet-stream")}, timeout=60)
+    return post_photo(url, data, path=path, name=name, content_type="application/octet-stream")
 
 
 def test_the_suite_is_large_enough():
@@ -158,7 +158,7 @@ def test_transparency_is_composited_on_white(service_url):
     img = upright()
     reference = features(service_url, encode(img, "PNG"))
     rgba = features(service_url, encode(transparent_on_black(img), "PNG"))
-    other = features(service_url, shared_photos("Test", "Banana")[1].read_bytes())
+    other = features(service_url, fixture_photos("Test", "Banana")[1].read_bytes())
     # White pixels (>235) became pure white: a small change (the white balance of the page moves
     # by a percent or two), well under the change another photo of the same fruit makes.
     assert np.linalg.norm(rgba - reference) < 0.5 * np.linalg.norm(other - reference)
@@ -184,7 +184,7 @@ def test_sixteen_bit_and_cmyk_match_their_8bit_rgb_versions(service_url):
     # CMYK round trip through JPEG is lossy: near the RGB JPEG, much nearer than another fruit.
     rgb = features(service_url, encode(img, "JPEG", quality=95))
     cmyk = features(service_url, encode(img.convert("CMYK"), "JPEG", quality=95))
-    kiwi = features(service_url, shared_photos("Test", "Kiwi")[0].read_bytes())
+    kiwi = features(service_url, fixture_photos("Test", "Kiwi")[0].read_bytes())
     assert np.linalg.norm(cmyk - rgb) < 0.25 * np.linalg.norm(kiwi - rgb)
 
 
@@ -247,7 +247,7 @@ def test_chunked_body_over_limit_is_cut_off_while_streaming(service_url):
 
 
 def test_service_still_answers_after_the_hostile_uploads(service_url):
-    resp = post(service_url, shared_photos("Test", "Kiwi")[0].read_bytes())
+    resp = post(service_url, fixture_photos("Test", "Kiwi")[0].read_bytes())
     assert resp.status_code == 200
 
 
@@ -263,7 +263,7 @@ def peak_rss_mb(pid: int) -> float:
 def test_decompression_bombs_do_not_raise_peak_memory(tight_service):
     # Decoded, these would need 30 GB, 300 MB and 12 GB: the peak RSS must not move.
     url, proc, _ = tight_service
-    post(url, shared_photos("Test", "Kiwi")[0].read_bytes())  # everything else warmed up
+    post(url, fixture_photos("Test", "Kiwi")[0].read_bytes())  # everything else warmed up
     before = peak_rss_mb(proc.pid)
     for _, data, status, _ in CASES:
         if status == 413:

@@ -1,4 +1,4 @@
-"""`python -m batch.evaluate` on the job's bundle and the Test photos, against a plain numpy
+"""`python -m evaluation` on the job's bundle and the Test photos, against a plain numpy
 nearest-neighbour over the bundle's .npy files and against the live service's answers."""
 
 from __future__ import annotations
@@ -8,14 +8,13 @@ import os
 import subprocess
 import sys
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
 from models.featurizer import FeaturizerSpec, ResNet50Featurizer
 from models.preprocess import preprocess_image
-from tests.support import REPO_ROOT, TEST_IMAGE_SIZE, TEST_WEIGHTS, encode
+from tests.support import REPO_ROOT, TEST_IMAGE_SIZE, TEST_WEIGHTS, encode, post_photo
 
 TOP_K = 3
 
@@ -33,7 +32,7 @@ def evaluation(job_run, dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "evaluation.json"
     proc = _run(
         "-m",
-        "batch.evaluate",
+        "evaluation",
         "--bundle",
         str(root),
         "--data",
@@ -68,7 +67,7 @@ def expected(job_run, dataset):
     calibration = json.loads((vdir / "manifest.json").read_text())["calibration"]
     photos = sorted((dataset / "Test").rglob("*.jpg"))
     model = ResNet50Featurizer(FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE))
-    features = model.embed(
+    features = model.featurize(
         np.stack([preprocess_image(p.read_bytes(), TEST_IMAGE_SIZE) for p in photos])
     ).astype(np.float64)
     scale = np.where(a["scaler_scale"] > 0, a["scaler_scale"], np.inf)
@@ -90,7 +89,7 @@ def expected(job_run, dataset):
             for b in (0, 128, 255)
         ]
     )
-    zf = ((model.embed(flats).astype(np.float64) - a["scaler_mean"]) / scale) @ a["pca_components"].T
+    zf = ((model.featurize(flats).astype(np.float64) - a["scaler_mean"]) / scale) @ a["pca_components"].T
     to_empty = np.linalg.norm(z[:, None, :].astype(np.float64) - zf[None], axis=2).min(1)
     ranked = np.argsort(per_class, axis=1, kind="stable")
     rows = []
@@ -160,12 +159,7 @@ def test_answers_equal_the_live_service(evaluation, service_url):
         first_of_each.setdefault(p["label"], p)
     for p in first_of_each.values():
         with open(p["uri"], "rb") as fh:
-            resp = httpx.post(
-                f"{service_url}/v1/classify",
-                params={"top_k": TOP_K},
-                files={"file": ("photo.jpg", fh.read(), "image/jpeg")},
-                timeout=60,
-            )
+            resp = post_photo(service_url, fh.read(), params={"top_k": TOP_K})
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert [m["label"] for m in body["top_k"]] == p["top_k"]
@@ -175,7 +169,7 @@ def test_answers_equal_the_live_service(evaluation, service_url):
 def test_evaluate_does_not_import_spark():
     proc = _run(
         "-c",
-        "import sys, batch.evaluate; sys.exit('pyspark' in sys.modules or 'fastapi' in sys.modules)",
+        "import sys, evaluation; sys.exit('pyspark' in sys.modules or 'fastapi' in sys.modules)",
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -183,6 +177,6 @@ def test_evaluate_does_not_import_spark():
 
 def test_missing_data_is_an_error_in_words(job_run, tmp_path):
     root, _ = job_run
-    proc = _run("-m", "batch.evaluate", "--bundle", str(root), "--data", str(tmp_path / "nope"))
+    proc = _run("-m", "evaluation", "--bundle", str(root), "--data", str(tmp_path / "nope"))
     assert proc.returncode == 1
     assert "evaluation failed" in proc.stderr and "not found" in proc.stderr

@@ -8,18 +8,21 @@ import logging
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from dataclasses import replace as dc_replace
 
 import numpy as np
 
-from batch.config import IMAGE_EXTENSIONS
 from models.bundle import read_bundle
-from models.classifier import Classifier, spec_of
+from models.classifier import Classifier
 from models.featurizer import DEFAULT_BATCH_SIZE, build_featurizer
 from models.preprocess import ImageError
-from models.storage import parent_name, storage_for
+from models.storage import list_photos, storage_for
 
-log = logging.getLogger("batch.evaluate")
+log = logging.getLogger("evaluation")
+
+CLI_DESCRIPTION = (
+    "Evaluate a bundle on labelled photos (<data>/<class>/*.jpg) through the service's "
+    "classification path; prints a table and optionally writes JSON."
+)
 
 
 @dataclass(frozen=True)
@@ -53,30 +56,16 @@ class Evaluation:
         return asdict(self)
 
 
-def list_labelled_photos(data_uri: str) -> list[tuple[str, str]]:
-    """(uri, label) for every photo under data_uri; the label is the photo's folder name,
-    as in Fruits-360's Test/<class>/ layout and as the job reads its Training split."""
-    files = storage_for(data_uri).list_files(data_uri)
-    return [
-        (f.uri, parent_name(f.uri))
-        for f in files
-        if f.uri.lower().endswith(IMAGE_EXTENSIONS) and not f.uri.rsplit("/", 1)[-1].startswith(".")
-    ]
-
-
 def load_classifier(bundle_uri: str, weights_file: str | None = None) -> Classifier:
     """The bundle's classifier built as the service builds it: the featurizer from the manifest."""
     bundle = read_bundle(bundle_uri)
-    spec = spec_of(bundle.manifest)
-    if weights_file and spec.kind == "resnet50" and not spec.random_weights:
-        spec = dc_replace(spec, weights=weights_file)
-    return Classifier(bundle, build_featurizer(spec))
+    return Classifier(bundle, build_featurizer(bundle.manifest.featurizer.with_weights_file(weights_file)))
 
 
 def predict(
     classifier: Classifier, photos: list[tuple[str, str]], top_k: int, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> tuple[list[Prediction], list[dict]]:
-    """Classify every photo with Classifier.preprocess -> embed -> classify_embeddings."""
+    """Classify every photo with the classifier's steps: preprocess, featurize, project, classify."""
     predictions, skipped = [], []
     started, last_note = time.perf_counter(), time.perf_counter()
     for start in range(0, len(photos), batch_size):
@@ -91,7 +80,7 @@ def predict(
                 skipped.append({"uri": uri, "code": "unreadable", "error": str(exc)})
         if not inputs:
             continue
-        results = classifier.classify_embeddings(classifier.embed(np.stack(inputs)), top_k)
+        results = classifier.classify(classifier.project(classifier.featurize(np.stack(inputs))), top_k)
         for (uri, label), result in zip(batch, results, strict=True):
             predictions.append(
                 Prediction(uri, label, result.label, result.known, [m.label for m in result.top_k])
@@ -142,7 +131,8 @@ def score(predictions: list[Prediction], classes: list[str], top_k: int) -> dict
 def evaluate(
     bundle_uri: str, data_uri: str, *, top_k: int = 5, weights_file: str | None = None
 ) -> Evaluation:
-    photos = list_labelled_photos(data_uri)  # first: a wrong path fails before the model builds
+    # First: a wrong path fails before the model builds.
+    photos = [(f.uri, label) for f, label in list_photos(data_uri)]
     if not photos:
         raise ValueError(f"no .jpg/.jpeg/.png photos under {data_uri}")
     classifier = load_classifier(bundle_uri, weights_file)
@@ -196,11 +186,7 @@ def format_table(ev: Evaluation, confusions: int = 10) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m batch.evaluate",
-        description="Evaluate a bundle on labelled photos (<data>/<class>/*.jpg) through the "
-        "service's classification path; prints a table and optionally writes JSON.",
-    )
+    parser = argparse.ArgumentParser(prog="python -m evaluation", description=CLI_DESCRIPTION)
     parser.add_argument("--bundle", required=True, help="bundle root: folder or s3://bucket/prefix")
     parser.add_argument("--data", required=True, help="labelled photos: folder or s3:// prefix")
     parser.add_argument("--json", default=None, help="write the full evaluation here (path or s3://)")
@@ -226,7 +212,3 @@ def main(argv: list[str] | None = None) -> int:
         storage_for(args.json).write_bytes(args.json, data)
         print(f"\nwrote {args.json}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Assembles the bundle from the outputs of the job's steps: reference rows, calibration, manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata as md
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from batch.config import JobConfig
+from batch.fit import Projection
+from models.bundle import ArtifactBundle
+from models.catalog import build_catalog
+from models.manifest import (
+    Calibration,
+    Counts,
+    FeatureFiles,
+    Manifest,
+    Pca,
+    Preprocessing,
+    Refresh,
+    Scaler,
+    SkippedPhoto,
+    SparkRun,
+    Stage,
+    Weights,
+)
+from models.preprocess import PREPROCESSING_VERSION, preprocess_image
+from models.scoring import calibrate
+
+KNOWN_RULE = (
+    "known if distance to the class's nearest training row <= threshold, nearer than an empty "
+    "scene, and confidence >= min_confidence; threshold = margin x percentile of "
+    "leave-one-photo-out same-class NN distances"
+)
+_LIBRARIES = ("numpy", "pillow", "tensorflow-cpu", "tensorflow", "keras", "pyspark", "pyarrow")
+
+
+@dataclass(frozen=True)
+class StepOutputs:
+    """What the job's steps produced, handed to `assemble_bundle` in one typed value."""
+
+    version: str
+    weights_sha256: str
+    projection: Projection
+    embedded: pd.DataFrame  # uri, label, view, embedding: one row per photo and view, sorted
+    feature_files: list[str]
+    skipped: list[SkippedPhoto]
+    refresh: Refresh
+    stages: dict[str, Stage]
+    spark: SparkRun
+    catalog_overrides: dict | None = None
+
+
+def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
+    """The bundle's arrays, its calibration (fitted here, on the reference rows) and its manifest."""
+    e = out.embedded
+    labels = e["label"].to_numpy().astype(str)
+    sources = e["uri"].to_numpy().astype(str)
+    views = e["view"].to_numpy().astype(np.int16)
+    embeddings = np.stack(e["embedding"].to_numpy()).astype(np.float32)
+    classes = np.array(sorted(set(labels.tolist())))
+    photo_idx = np.unique(sources, return_inverse=True)[1]
+    calibration = calibrate(
+        embeddings, np.searchsorted(classes, labels), len(classes), groups=photo_idx, views=views
+    )
+    originals = labels[views == 0]
+    manifest = Manifest(
+        version=out.version,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        input_uri=config.input_uri,
+        featurizer=config.spec,
+        weights=Weights(
+            spec=config.spec.weights, sha256=out.weights_sha256, random=config.spec.random_weights
+        ),
+        preprocessing=Preprocessing(
+            function=f"{preprocess_image.__module__}.{preprocess_image.__qualname__}",
+            version=PREPROCESSING_VERSION,
+        ),
+        augment=config.augment,
+        feature_dim=int(out.projection.components.shape[1]),
+        scaler=Scaler(fitted_with="batch.fit (Spark-aggregated moments)"),
+        pca=_pca(config, out.projection),
+        calibration=Calibration(
+            rule=KNOWN_RULE,
+            percentile=calibration.percentile,
+            margin=calibration.margin,
+            temperature=calibration.temperature,
+            temperature_fitted_on=f"{calibration.held_out} leave-one-photo-out answers (NLL)",
+            held_out_ece=round(calibration.held_out_ece, 4),
+            min_confidence=calibration.min_confidence,
+            view_distance_factor=calibration.view_factor,
+        ),
+        counts=Counts(
+            listed=len(originals) + len(out.skipped),
+            featurized=len(originals),
+            skipped=len(out.skipped),
+            classes=len(classes),
+            rows=len(e),
+            augmented_rows=len(e) - len(originals),
+        ),
+        class_counts={k: int(v) for k, v in pd.Series(originals).value_counts().sort_index().items()},
+        skipped=out.skipped,
+        features=FeatureFiles(files=out.feature_files, rows=len(e)),
+        stages=out.stages,
+        spark=out.spark,
+        libraries=_library_versions(),
+        refresh=out.refresh,
+    )
+    return ArtifactBundle(
+        manifest=manifest,
+        scaler_mean=out.projection.mean.astype(np.float64),
+        scaler_scale=out.projection.scale.astype(np.float64),
+        pca_components=out.projection.components.astype(np.float64),
+        embeddings=embeddings,
+        labels=labels,
+        sources=sources,
+        views=views,
+        classes=classes,
+        thresholds=calibration.thresholds,
+        catalog=build_catalog(classes.tolist(), out.catalog_overrides),
+    )
+
+
+def _pca(config: JobConfig, projection: Projection) -> Pca:
+    explained = projection.explained_variance
+    return Pca(
+        k=projection.k,
+        chosen_by=projection.chosen_by,
+        variance_target=config.variance,
+        explained_variance_ratio=[round(float(v), 6) for v in explained],
+        explained_variance_kept=round(float(explained[: projection.k].sum()), 6),
+        fitted_with="batch.fit: Spark-aggregated X^T X, numpy eigh on the driver (= pyspark.ml PCA)",
+    )
+
+
+def _library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in _LIBRARIES:
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[pkg] = md.version(pkg)
+    return out

@@ -1,0 +1,154 @@
+"""The bundle's manifest as types: what the job records and every consumer reads.
+
+The job builds a `Manifest`; `models.bundle` writes it as JSON and validates it when a bundle
+is read, so a missing or renamed field fails at load time (the reloader refuses the version)
+instead of at request time. Consumers read attributes, never string keys.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from models.augment import AugmentSpec
+from models.featurizer import FeaturizerSpec
+
+RANDOM_WEIGHTS_WARNING = (
+    "This model uses RANDOM weights (a demo/test build, not trained on ImageNet): "
+    "its answers only reflect pixel statistics of the training photos."
+)
+
+
+class _Record(BaseModel):
+    # A field the code does not know is an error: the writer and the readers share this file.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Weights(_Record):
+    spec: str = Field(description="imagenet, random:SEED, or the weights file's URI")
+    sha256: str = Field(description="SHA-256 over the weight tensors: the exact model that ran")
+    random: bool = Field(description="random weights: a demo/test build, not a trained model")
+
+
+class Preprocessing(_Record):
+    function: str = Field(description="the one function the job and the service both run")
+    version: str = Field(description="models.preprocess.PREPROCESSING_VERSION at build time")
+
+
+class Scaler(_Record):
+    with_mean: bool = True
+    with_std: bool = True
+    fitted_with: str
+
+
+class Pca(_Record):
+    k: int = Field(ge=1)
+    chosen_by: str
+    variance_target: float | None = None
+    explained_variance_ratio: list[float]
+    explained_variance_kept: float
+    fitted_with: str
+
+
+class Calibration(_Record):
+    rule: str
+    percentile: float
+    margin: float
+    temperature: float = Field(gt=0)
+    temperature_fitted_on: str
+    held_out_ece: float
+    min_confidence: float = Field(ge=0, le=1)
+    view_distance_factor: float = Field(ge=1)
+    training_photos_ece: float | None = Field(None, description="set by the run report")
+
+
+class Counts(_Record):
+    listed: int = Field(ge=0)
+    featurized: int = Field(ge=0)
+    skipped: int = Field(ge=0)
+    classes: int = Field(ge=0)
+    rows: int = Field(ge=0, description="reference rows: photos and their augmented views")
+    augmented_rows: int = Field(ge=0)
+
+
+class SkippedPhoto(_Record):
+    uri: str
+    code: str
+    error: str
+
+
+class FeatureFiles(_Record):
+    uri: str = "features/"
+    files: list[str]
+    rows: int
+    format: str = "parquet"
+
+
+class Stage(_Record):
+    seconds: float
+    images: int
+    images_per_s: float | None = None
+
+
+class SparkRun(_Record):
+    master: str
+    parallelism: int
+    version: str
+
+
+class Refresh(_Record):
+    """What a run reused from the previous version (`--incremental`)."""
+
+    incremental: bool
+    previous_version: str | None = None
+    reused: int = Field(0, description="photos whose features came from the previous version")
+    featurized: int = Field(0, description="photos sent to the model: new, changed or unreadable before")
+    dropped: int = Field(0, description="photos of the previous version gone from the input")
+    note: str = ""
+
+
+class FileEntry(_Record):
+    sha256: str
+    bytes: int
+
+
+class Manifest(_Record):
+    version: str
+    created_at: str
+    input_uri: str
+    featurizer: FeaturizerSpec
+    weights: Weights
+    preprocessing: Preprocessing
+    augment: AugmentSpec
+    feature_dim: int = Field(ge=1)
+    scaler: Scaler
+    pca: Pca
+    calibration: Calibration
+    counts: Counts
+    class_counts: dict[str, int]
+    skipped: list[SkippedPhoto] = []
+    features: FeatureFiles
+    stages: dict[str, Stage]
+    spark: SparkRun
+    libraries: dict[str, str]
+    refresh: Refresh = Refresh(incremental=False)
+    report: str | None = Field(None, description="the run report's page, relative to the version")
+    # Set by models.bundle.write_version.
+    files: dict[str, FileEntry] = {}
+    format_version: int | None = None
+
+    @field_validator("featurizer")
+    @classmethod
+    def _known_featurizer(cls, spec: FeaturizerSpec) -> FeaturizerSpec:
+        return spec.validated()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if self.pca.k > self.feature_dim:
+            raise ValueError(f"pca.k {self.pca.k} exceeds feature_dim {self.feature_dim}")
+        if self.counts.skipped != len(self.skipped):
+            raise ValueError("counts.skipped disagrees with the skipped list")
+        return self
+
+    @property
+    def image_size(self) -> int:
+        return self.featurizer.image_size

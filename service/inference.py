@@ -1,0 +1,58 @@
+"""The request path of a photo: decode and preprocess in the thread pool, the model call
+micro-batched on one thread, then project and classify with the classifier's own methods."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from models.classifier import Classification, Classifier
+from service.batching import MicroBatcher
+from service.settings import Settings
+
+
+class InferencePipeline:
+    """One object runs every photo a route receives; `start` and `stop` bracket the app's life."""
+
+    def __init__(self, settings: Settings, on_batch: Callable[[int, float], None] | None = None):
+        # One model call at a time: Keras models are not safe to call from many threads. A
+        # reload that reuses the model warms it up under this lock too.
+        self.model_lock = threading.Lock()
+        self._batcher = MicroBatcher(
+            self._featurize_batch,
+            max_batch=settings.max_batch_size,
+            max_wait_s=settings.max_batch_wait_ms / 1000,
+            max_queue=settings.max_queue_depth,
+            on_batch=on_batch,
+        )
+
+    @property
+    def queue_depth(self) -> int:
+        return self._batcher.depth
+
+    async def start(self) -> None:
+        await self._batcher.start()
+
+    async def stop(self) -> None:
+        await self._batcher.stop()
+
+    def _featurize_batch(self, classifier: Classifier, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        with self.model_lock:
+            return list(classifier.featurize(np.stack(inputs)))
+
+    async def features(self, classifier: Classifier, photo: bytes) -> np.ndarray:
+        """Raises ImageError (bad photo) or service.batching.Overloaded (queue full)."""
+        inputs = await run_in_threadpool(classifier.preprocess, photo)
+        return await self._batcher.submit(inputs, key=classifier)
+
+    async def classify(self, classifier: Classifier, photo: bytes, top_k: int) -> Classification:
+        features = await self.features(classifier, photo)
+        return classifier.classify(classifier.project(features[None]), top_k)[0]
+
+    async def embed(self, classifier: Classifier, photo: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """The photo's features and its PCA embedding."""
+        features = await self.features(classifier, photo)
+        return features, classifier.project(features[None])[0]
