@@ -40,7 +40,7 @@ format: install ## apply ruff's formatting and safe fixes
 demo: install ## job on the bundled sample -> service -> classify a photo
 	$(PY) scripts/demo.py
 
-bench: install ## featurizer vs Spark featurize stage throughput (uses ../shared/data)
+bench: install ## featurizer vs Spark featurize stage, fp32 and bf16 (uses ../shared/data)
 	$(PY) -m benchmarks.featurize --data $(SHARED)
 	$(PY) -m benchmarks.refresh --data $(SHARED)
 
@@ -53,7 +53,7 @@ bench-service: install ## load the real service (uvicorn) at concurrency 1 and 1
 bench-fit: install ## scaler+PCA fit at 6k/30k/90k x 2048 rows: seconds, peak driver memory, vs Spark ML
 	$(PY) -m benchmarks.fit --data $(SHARED)
 
-compare: install ## pixels:20 vs resnet50 on ../shared/data (Training -> Test) -> docs/compare.md
+compare: install ## pixels:20 vs resnet50 (fp32, bf16) on ../shared/data (Training -> Test) -> docs/compare.md
 	$(PY) -m benchmarks.compare --data $(SHARED) --markdown docs/compare.md
 
 robustness: install ## phone-photo conditions over HTTP on ../shared/data Test -> docs/robustness.md (+ PNGs)

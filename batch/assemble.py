@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata as md
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -46,6 +46,7 @@ class StepOutputs:
 
     version: str
     weights_sha256: str
+    precision: str  # what the executors ran (fp32 where a bf16 request met CPUs without it)
     projection: Projection
     embedded: pd.DataFrame  # uri, label, view, embedding: one row per photo and view, sorted
     feature_files: list[str]
@@ -73,7 +74,7 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
         version=out.version,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         input_uri=config.input_uri,
-        featurizer=config.spec,
+        featurizer=replace(config.spec, precision=out.precision),
         weights=Weights(
             spec=config.spec.weights, sha256=out.weights_sha256, random=config.spec.random_weights
         ),

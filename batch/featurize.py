@@ -17,7 +17,7 @@ from models.storage import StorageUnavailable, storage_for
 
 FEATURES_SCHEMA = (
     "uri string, label string, etag string, sha256 string, view int, "
-    "features array<float>, error_code string, error string, weights_sha256 string"
+    "features array<float>, error_code string, error string, weights_sha256 string, precision string"
 )
 
 # Lives as long as the Python worker (spark.python.worker.reuse): built once, used by all tasks.
@@ -57,6 +57,7 @@ def _featurize_partition(
         out["error"] = [read_errors.get(i) or (err.message if err else None) for i, err in enumerate(errors)]
         # Carried per row so the driver can prove every executor ran the same weights.
         out["weights_sha256"] = featurizer.weights_sha256
+        out["precision"] = featurizer.precision  # bf16, or fp32 where a CPU lacks bfloat16
         # One row per view (0 = the photo itself); a photo that failed keeps only its view 0.
         rows = []
         for v in range(features.shape[1]):
@@ -98,12 +99,14 @@ class FeaturizeError(RuntimeError):
 class FeaturizeOutcome:
     rows: int  # featurized rows: photos and their views
     weights_sha256: str  # the one model every executor ran
+    precision: str  # the arithmetic every executor ran it in
     skipped: list[SkippedPhoto]
 
 
 def featurize_outcome(status: pd.DataFrame) -> FeaturizeOutcome:
-    """From the (uri, view, error_code, error, weights_sha256) of every row: what was skipped,
-    and the proof that every executor ran the same weights; raises FeaturizeError."""
+    """From the (uri, view, error_code, error, weights_sha256, precision) of every row: what was
+    skipped, and the proof that every executor ran the same model in the same precision (an
+    executor without bfloat16 falls back to fp32: mixed features); raises FeaturizeError."""
     failed = status[status["error_code"].notna()].sort_values("uri")
     skipped = [SkippedPhoto(uri=r.uri, code=r.error_code, error=r.error) for r in failed.itertuples()]
     ok = status[status["error_code"].isna()]
@@ -112,4 +115,10 @@ def featurize_outcome(status: pd.DataFrame) -> FeaturizeOutcome:
     weights = ok["weights_sha256"].unique().tolist()
     if len(weights) != 1:
         raise FeaturizeError(f"executors ran different weights: {sorted(weights)}")
-    return FeaturizeOutcome(rows=len(ok), weights_sha256=weights[0], skipped=skipped)
+    precisions = ok["precision"].unique().tolist()
+    if len(precisions) != 1:
+        raise FeaturizeError(
+            f"executors ran different precisions {sorted(precisions)}: some CPUs lack bfloat16; "
+            "use --precision fp32 or executors that all have it"
+        )
+    return FeaturizeOutcome(rows=len(ok), weights_sha256=weights[0], precision=precisions[0], skipped=skipped)

@@ -116,6 +116,7 @@ def refresh_features(
         F.lit(None).cast("string").alias("error_code"),
         F.lit(None).cast("string").alias("error"),
         F.lit(manifest.weights.sha256).alias("weights_sha256"),
+        F.lit(manifest.featurizer.precision).alias("precision"),
     )
     still_listed = set(listing["uri"])
     dropped = int((~old_keys["uri"].isin(still_listed)).sum())

@@ -91,7 +91,7 @@ def _run(spark: SparkSession, config: JobConfig, version: str) -> JobResult:
     featurized, refresh = refresh_features(spark, config, listing, threads)
     featurized = featurized.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        status_columns = ("uri", "view", "error_code", "error", "weights_sha256")
+        status_columns = ("uri", "view", "error_code", "error", "weights_sha256", "precision")
         with StageProgress(spark.sparkContext, "featurize", n, config.progress_interval_s):
             status = clock.run("featurize", n, lambda: featurized.select(*status_columns).toPandas())
         outcome = featurize_outcome(status)
@@ -120,6 +120,7 @@ def _run(spark: SparkSession, config: JobConfig, version: str) -> JobResult:
     outputs = StepOutputs(
         version=version,
         weights_sha256=outcome.weights_sha256,
+        precision=outcome.precision,
         projection=projection,
         embedded=embedded,
         feature_files=files,

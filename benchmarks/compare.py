@@ -1,4 +1,4 @@
-"""`make compare`: the pixel baseline vs ResNet50 on the same data, as one markdown table."""
+"""`make compare`: the pixel baseline vs ResNet50 (fp32 and bf16) on the same data, as one markdown table."""
 
 from __future__ import annotations
 
@@ -41,8 +41,9 @@ def bundle_sizes(root: str, version: str) -> tuple[int, int]:
 def run_featurizer(spark, name: str, args: argparse.Namespace) -> dict:
     from batch.job import run_job
 
-    spec = FeaturizerSpec.parse(name, args.weights, args.image_size)
-    out = join(args.out, name.replace(":", "-"))
+    featurizer, _, precision = name.partition("@")
+    spec = FeaturizerSpec.parse(featurizer, args.weights, args.image_size, precision or "fp32")
+    out = join(args.out, name.replace(":", "-").replace("@", "-"))
     config = JobConfig(input_uri=join(args.data, "Training"), output_uri=out, spec=spec)
     start = time.perf_counter()
     result = run_job(config, spark)
@@ -53,6 +54,8 @@ def run_featurizer(spark, name: str, args: argparse.Namespace) -> dict:
     featurize = m.stages["featurize"]
     return {
         "featurizer": spec.name,
+        "precision": m.featurizer.precision,
+        "answers": {p.uri: p.predicted for p in ev.predictions},
         "input": f"{spec.image_size}x{spec.image_size}",
         "weights": spec.weights if spec.kind == "resnet50" else "-",
         "train_photos": m.counts.featurized,
@@ -72,15 +75,30 @@ def run_featurizer(spark, name: str, args: argparse.Namespace) -> dict:
     }
 
 
+def agreement_with_fp32(rows: list[dict]) -> None:
+    """Adds `agrees` to each row: the share of Test photos whose top-1 answer equals the fp32
+    run's of the same featurizer (None for the fp32 rows themselves)."""
+    fp32 = {r["featurizer"]: r["answers"] for r in rows if r["precision"] == "fp32"}
+    for r in rows:
+        base = fp32.get(r["featurizer"]) if r["precision"] != "fp32" else None
+        r["agrees"] = (
+            sum(base.get(uri) == answer for uri, answer in r["answers"].items()) / len(r["answers"])
+            if base
+            else None
+        )
+
+
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     head = (
-        "| featurizer | input | weights | PCA K (variance kept) | top-1 on Test | top-5 on Test "
-        "| unknown rate | job time | featurize images/s | bundle (served) | + features Parquet |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| featurizer | precision | input | weights | PCA K (variance kept) | top-1 on Test "
+        "| top-5 on Test | top-1 agrees with fp32 | unknown rate | job time | featurize images/s "
+        "| bundle (served) | + features Parquet |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     body = "".join(
-        f"| {r['featurizer']} | {r['input']} | {r['weights']} | {r['k']} "
-        f"({r['variance_kept']:.1%}) | {r['top1']:.1%} | {r['top5']:.1%} | {r['unknown']:.1%} "
+        f"| {r['featurizer']} | {r['precision']} | {r['input']} | {r['weights']} | {r['k']} "
+        f"({r['variance_kept']:.1%}) | {r['top1']:.1%} | {r['top5']:.1%} "
+        f"| {'-' if r['agrees'] is None else format(r['agrees'], '.1%')} | {r['unknown']:.1%} "
         f"| {r['job_s']:.0f} s | {r['featurize_img_s']:.0f} | {r['served_bytes'] / 1e6:.1f} MB "
         f"| {r['features_bytes'] / 1e6:.1f} MB |\n"
         for r in rows
@@ -114,11 +132,13 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__)
-    p.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA, help="Fruits-360 root holding Training/ and Test/"
-    )
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="Fruits-360 root holding Training/ and Test/")
     p.add_argument("--out", default="build/compare", help="where the bundles are written")
-    p.add_argument("--featurizers", default="pixels:20,resnet50")
+    p.add_argument(
+        "--featurizers",
+        default="pixels:20,resnet50,resnet50@bf16",
+        help="comma-separated; NAME@bf16 runs NAME in bfloat16 and compares its answers with NAME's",
+    )
     p.add_argument("--weights", default="random:0", help="ResNet50 weights (imagenet needs a download)")
     p.add_argument("--image-size", type=int, default=100, help="ResNet50 input side")
     p.add_argument("--master", default="local[2]")
@@ -135,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [run_featurizer(spark, name, args) for name in args.featurizers.split(",")]
     finally:
         spark.stop()
+    agreement_with_fp32(rows)
     text = markdown(rows, args)
     print(text)
     if args.markdown:

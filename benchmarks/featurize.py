@@ -77,7 +77,7 @@ def spark_throughput(
 
 
 def main() -> None:
-    from models.featurizer import FeaturizerSpec
+    from models.featurizer import PRECISIONS, FeaturizerSpec
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -93,10 +93,16 @@ def main() -> None:
         help="TF threads per Spark Python worker (default: cores / task slots)",
     )
     p.add_argument("--images-per-partition", type=int, default=128)
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["fp32", "bf16"],
+        help="measured one after the other in this run; the first is the baseline of the ratios",
+    )
     args = p.parse_args()
     require_fruits360(args.data, "Training")
 
-    spec = FeaturizerSpec("resnet50", args.weights, args.image_size)
     photos = pick_photos(args.data, args.images)
     cores = os.cpu_count() or 1
     slots = int(args.master[6:-1]) if args.master[6:-1].isdigit() else cores
@@ -105,19 +111,29 @@ def main() -> None:
         f"{len(photos)} photos from {args.data}, ResNet50 {args.image_size}px "
         f"(weights {args.weights}), batch {args.batch_size}, {cores} cores"
     )
-    bare, build = bare_throughput(photos, spec, args.batch_size)
-    print(
-        f"bare featurizer (in-process, batch {args.batch_size}): {bare:7.1f} img/s  "
-        f"(model build {build:.1f} s)"
-    )
-    rate, cold = spark_throughput(
-        photos, spec, args.master, threads, args.batch_size, args.images_per_partition
-    )
-    print(
-        f"Spark featurize stage ({args.master}, {threads} TF thread(s)/worker): "
-        f"{rate:7.1f} img/s  (cold first stage incl. worker model builds: {cold:.1f} s)"
-    )
-    print(f"ratio Spark / bare = {rate / bare:.2f}  (target >= 0.80)")
+    rates = {}
+    for precision in args.precisions:
+        spec = FeaturizerSpec("resnet50", args.weights, args.image_size, precision).validated()
+        bare, build = bare_throughput(photos, spec, args.batch_size)
+        print(
+            f"[{precision}] bare featurizer (in-process, batch {args.batch_size}): {bare:7.1f} img/s  "
+            f"(model build {build:.1f} s)"
+        )
+        rate, cold = spark_throughput(
+            photos, spec, args.master, threads, args.batch_size, args.images_per_partition
+        )
+        print(
+            f"[{precision}] Spark featurize stage ({args.master}, {threads} TF thread(s)/worker): "
+            f"{rate:7.1f} img/s  (cold first stage incl. worker model builds: {cold:.1f} s)"
+        )
+        print(f"[{precision}] ratio Spark / bare = {rate / bare:.2f}  (target >= 0.80)")
+        rates[precision] = (bare, rate)
+    base = args.precisions[0]
+    for precision in args.precisions[1:]:
+        print(
+            f"{precision} / {base}: bare {rates[precision][0] / rates[base][0]:.2f}x, "
+            f"Spark featurize stage {rates[precision][1] / rates[base][1]:.2f}x  (target >= 1.30)"
+        )
 
 
 if __name__ == "__main__":

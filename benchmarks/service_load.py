@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 
 from benchmarks.data import DEFAULT_DATA, require_fruits360
-from models.featurizer import FeaturizerSpec, build_featurizer
+from models.featurizer import PRECISIONS, FeaturizerSpec, build_featurizer
 from models.preprocess import preprocess_image
 from service.launch import REPO_ROOT, running_service
 
@@ -78,6 +78,8 @@ def build_bundle(data: Path, workdir: Path, spec: FeaturizerSpec, classes: int, 
         spec.weights,
         "--image-size",
         str(spec.image_size),
+        "--precision",
+        spec.precision,
         "--master",
         "local[1]",
         "--images-per-partition",
@@ -141,30 +143,26 @@ def batch_totals(url: str) -> np.ndarray:
     return totals
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.service_load")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="fruits360 folder (Training/, Test/)")
-    p.add_argument(
-        "--image-size",
-        type=int,
-        default=224,
-        help="model input side for the job, the service and the bare featurizer",
-    )
-    p.add_argument("--weights", default="random:0")
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--per-class", type=int, default=16)
-    p.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
-    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
-    p.add_argument("--bare-seconds", type=float, default=20)
-    args = p.parse_args()
-    require_fruits360(args.data, "Training", "Test")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    spec = FeaturizerSpec("resnet50", args.weights, args.image_size).validated()
+@dataclass
+class PrecisionRun:
+    precision: str
+    bare_runs: list[float]
+    results: list[tuple[LoadResult, float]]  # (load, mean batch) per concurrency
 
-    test_photos = [ph for photos in pick_photos(args.data, "Test", args.classes, 8).values() for ph in photos]
-    blobs = [ph.read_bytes() for ph in test_photos]
+    @property
+    def bare(self) -> float:
+        return max(self.bare_runs)
+
+    def p50_at(self, concurrency: int) -> float:
+        return next(r.pct(50) for r, _ in self.results if r.concurrency == concurrency)
+
+
+def measure(
+    args: argparse.Namespace, precision: str, blobs: list[bytes], test_photos: list[Path]
+) -> PrecisionRun:
+    """Bundle, bare featurizer, then the live service at each concurrency, for one precision."""
+    spec = FeaturizerSpec("resnet50", args.weights, args.image_size, precision).validated()
+    print(f"\n== precision {precision}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
         root = build_bundle(args.data, Path(tmp), spec, args.classes, args.per_class)
         model = build_featurizer(spec)
@@ -190,22 +188,24 @@ def main() -> int:
             # by other work; the faster of the two is the (stricter) reference.
             bare_runs.append(bare_featurizer_rate(model, test_photos, args.bare_seconds))
             print(f"bare featurizer again: {bare_runs[1]:.1f} img/s", flush=True)
+    return PrecisionRun(precision, bare_runs, results)
 
-    bare = max(bare_runs)
-    print("\nsummary")
+
+def report(run: PrecisionRun, args: argparse.Namespace) -> bool:
+    """Print one precision's summary; True if a target was missed or a request failed."""
     print(
-        f"  bare batch-32 featurizer        {bare:8.1f} img/s ({spec.image_size} px, "
-        f"{args.weights}; best of {', '.join(f'{b:.1f}' for b in bare_runs)})"
+        f"  [{run.precision}] bare batch-32 featurizer {run.bare:8.1f} img/s ({args.image_size} px, "
+        f"{args.weights}; best of {', '.join(f'{b:.1f}' for b in run.bare_runs)})"
     )
     failed = False
-    for r, mean_batch in results:
-        ratio = r.throughput / bare
+    for r, mean_batch in run.results:
+        ratio = r.throughput / run.bare
         tail = r.pct(99) / r.pct(50)
         print(
-            f"  concurrency {r.concurrency:>2}: {r.throughput:7.1f} req/s = {ratio:.2f}x bare, "
+            f"  [{run.precision}] concurrency {r.concurrency:>2}: {r.throughput:7.1f} req/s "
+            f"= {ratio:.2f}x bare, "
             f"p50/p95/p99 {r.pct(50):.0f}/{r.pct(95):.0f}/{r.pct(99):.0f} ms "
-            f"(p99/p50 {tail:.2f}), errors {sum(r.errors.values())}, "
-            f"mean batch {mean_batch:.2f}"
+            f"(p99/p50 {tail:.2f}), errors {sum(r.errors.values())}, mean batch {mean_batch:.2f}"
         )
         failed |= bool(r.errors)
         if r.concurrency == 1:
@@ -215,11 +215,58 @@ def main() -> int:
         if r.concurrency == 16:
             ok = ratio >= TARGET_THROUGHPUT_RATIO
             failed |= not ok
-            print(
-                f"    target >= {TARGET_THROUGHPUT_RATIO}x bare at concurrency 16: "
-                f"{'met' if ok else 'MISSED'}"
+            verdict = "met" if ok else "MISSED"
+            print(f"    target >= {TARGET_THROUGHPUT_RATIO}x bare at concurrency 16: {verdict}")
+    return failed
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.service_load")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="fruits360 folder (Training/, Test/)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=224,
+        help="model input side for the job, the service and the bare featurizer",
+    )
+    p.add_argument("--weights", default="random:0")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--per-class", type=int, default=16)
+    p.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--bare-seconds", type=float, default=20)
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["fp32", "bf16"],
+        help="each gets its own bundle and service, measured in this run; the first is the baseline",
+    )
+    args = p.parse_args()
+    require_fruits360(args.data, "Training", "Test")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+    test_photos = [ph for photos in pick_photos(args.data, "Test", args.classes, 8).values() for ph in photos]
+    blobs = [ph.read_bytes() for ph in test_photos]
+    runs = [measure(args, precision, blobs, test_photos) for precision in args.precisions]
+
+    print("\nsummary")
+    failed = False
+    for run in runs:
+        failed |= report(run, args)
+    base = runs[0]
+    for run in runs[1:]:
+        print(
+            f"  {run.precision} vs {base.precision}: bare {run.bare / base.bare:.2f}x throughput; "
+            + ", ".join(
+                f"concurrency {c}: p50 {base.p50_at(c) / run.p50_at(c):.2f}x lower" for c in args.concurrency
             )
-    print(f"  zero errors: {'met' if not any(r.errors for r, _ in results) else 'MISSED'}")
+        )
+    print(
+        f"  zero errors: {'met' if not any(r.errors for run in runs for r, _ in run.results) else 'MISSED'}"
+    )
     return 1 if failed else 0
 
 

@@ -52,10 +52,10 @@ class Classification:
 def check_compatible(manifest: Manifest, featurizer: Featurizer) -> None:
     """Refuse a bundle whose rows came from another model or preprocessing than ours."""
     want, have = manifest.featurizer, featurizer.spec
-    if (want.kind, want.image_size) != (have.kind, have.image_size):
+    if (want.kind, want.image_size, want.precision) != (have.kind, have.image_size, have.precision):
         raise BundleError(
-            f"bundle {manifest.version} needs {want.name} at {want.image_size}px, "
-            f"this process runs {have.name} at {have.image_size}px"
+            f"bundle {manifest.version} needs {want.name} at {want.image_size}px in {want.precision}, "
+            f"this process runs {have.name} at {have.image_size}px in {have.precision}"
         )
     if featurizer.weights_sha256 != manifest.weights.sha256:
         raise BundleError(

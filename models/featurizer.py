@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass, replace
@@ -15,6 +16,14 @@ from models.preprocess import ImageError, open_for_model, to_model_input
 
 DEFAULT_IMAGE_SIZE = 224  # the size ResNet50 was trained at
 DEFAULT_BATCH_SIZE = 32
+# The arithmetic the model runs in. fp32: everything in float32. bf16: Keras' mixed_bfloat16
+# policy, weights kept in float32, convolutions and matrix products in bfloat16 (CPUs with
+# AVX512_BF16 or AMX run them natively).
+PRECISIONS = ("fp32", "bf16")
+_KERAS_POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+log = logging.getLogger("models.featurizer")
 
 
 @dataclass(frozen=True)
@@ -24,21 +33,25 @@ class FeaturizerSpec:
     kind:    "resnet50" or "pixels"
     weights: "imagenet", "random:SEED" or a path/URI of a Keras weights file (resnet50 only)
     image_size: side of the square model input, in pixels
+    precision: "fp32" or "bf16" (resnet50 only; see PRECISIONS)
     """
 
     kind: str = "resnet50"
     weights: str = "imagenet"
     image_size: int = DEFAULT_IMAGE_SIZE
+    precision: str = "fp32"
 
     @classmethod
-    def parse(cls, featurizer: str, weights: str, image_size: int | None) -> FeaturizerSpec:
+    def parse(
+        cls, featurizer: str, weights: str, image_size: int | None, precision: str = "fp32"
+    ) -> FeaturizerSpec:
         """Build from CLI-style strings: `resnet50` or `pixels:N` (N is then the image size)."""
         if featurizer.startswith("pixels:"):
             side = int(featurizer.split(":", 1)[1])
-            return cls(kind="pixels", weights="none", image_size=side).validated()
+            return cls(kind="pixels", weights="none", image_size=side, precision=precision).validated()
         if featurizer != "resnet50":
             raise ValueError(f"unknown featurizer {featurizer!r}: use 'resnet50' or 'pixels:N'")
-        return cls("resnet50", weights, image_size or DEFAULT_IMAGE_SIZE).validated()
+        return cls("resnet50", weights, image_size or DEFAULT_IMAGE_SIZE, precision).validated()
 
     def validated(self) -> FeaturizerSpec:
         if self.kind not in ("resnet50", "pixels"):
@@ -48,6 +61,8 @@ class FeaturizerSpec:
             raise ValueError(f"image size must be in {min_side}..1024, got {self.image_size}")
         if self.kind == "resnet50" and self.weights.startswith("random:"):
             int(self.weights.split(":", 1)[1])  # raises on a bad seed
+        if self.precision not in PRECISIONS or (self.kind == "pixels" and self.precision != "fp32"):
+            raise ValueError(f"precision must be one of {PRECISIONS} (pixels: fp32), got {self.precision!r}")
         return self
 
     @property
@@ -75,6 +90,7 @@ class Featurizer(Protocol):
     spec: FeaturizerSpec
     dim: int
     weights_sha256: str
+    precision: str  # what runs: spec.precision, or fp32 where the CPU lacks bfloat16
 
     def featurize(self, images: np.ndarray) -> np.ndarray: ...
 
@@ -86,6 +102,7 @@ class PixelFeaturizer:
         self.spec = spec
         self.dim = spec.image_size * spec.image_size * 3
         self.weights_sha256 = hashlib.sha256(b"pixels").hexdigest()
+        self.precision = "fp32"
 
     def featurize(self, images: np.ndarray) -> np.ndarray:
         return (images.reshape(len(images), -1) / 255.0).astype(np.float32)
@@ -98,6 +115,14 @@ class ResNet50Featurizer:
 
     def __init__(self, spec: FeaturizerSpec, *, threads: int | None = None):
         self.spec = spec
+        self.precision = spec.precision
+        if spec.precision == "bf16" and not cpu_has_bf16():
+            log.warning(
+                "precision bf16 requested but this CPU has no bfloat16 instructions (%s): "
+                "running the model in fp32; its features differ from bf16 ones by about 0.5%%",
+                " or ".join(_BF16_CPU_FLAGS),
+            )
+            self.precision = "fp32"
         _configure_tensorflow(threads)
         import keras
 
@@ -110,14 +135,31 @@ class ResNet50Featurizer:
             weights = None
         elif weights != "imagenet":
             weights = _local_copy(weights)
-        self._model = keras.applications.ResNet50(
-            include_top=False, weights=weights, input_shape=shape, pooling="avg"
-        )
+        # The dtype policy applies to the layers built while it is set: set it for this model
+        # only. Mixed precision keeps the weights in float32, so the digest is the fp32 one.
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(_KERAS_POLICY[self.precision])
+        try:
+            self._model = keras.applications.ResNet50(
+                include_top=False, weights=weights, input_shape=shape, pooling="avg"
+            )
+        finally:
+            keras.config.set_dtype_policy(previous)
         self.weights_sha256 = weights_digest(self._model.get_weights())
 
     def featurize(self, images: np.ndarray) -> np.ndarray:
         x = self._preprocess(np.array(images, dtype=np.float32, copy=True))
         return np.asarray(self._model.predict_on_batch(x), dtype=np.float32)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bfloat16 arithmetic natively (Linux: /proc/cpuinfo flags)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in _BF16_CPU_FLAGS)
 
 
 def weights_digest(arrays: list[np.ndarray]) -> str:

@@ -55,6 +55,7 @@ class ServiceMetrics:
                 "weights": spec.weights,
                 "featurizer": spec.name,
                 "image_size": str(spec.image_size),
+                "precision": classifier.featurizer.precision,
             }
         )
         self.model_loaded.clear()

@@ -67,8 +67,10 @@ class Reloader:
                     model_lock=self._model_lock,
                 )
             except Exception as exc:  # noqa: BLE001 - any failure means: keep the old version
+                # Logged once per version and reason, whoever asked first (poller or admin).
+                if self._refused.get(target) != str(exc):
+                    log.error("refused bundle %s: %s; still serving %s", target, exc, serving)
                 self._refused[target] = str(exc)
-                log.error("refused bundle %s: %s; still serving %s", target, exc, serving)
                 return ReloadOutcome("refused", serving, target, str(exc))
             self._refused.pop(target, None)
             self._holder.current = new  # one reference assignment: atomic for every reader

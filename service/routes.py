@@ -55,6 +55,8 @@ def model_ref(c: Classifier) -> schemas.ModelRef:
         random_weights=c.random_weights,
         featurizer=c.featurizer.spec.name,
         image_size=c.featurizer.spec.image_size,
+        precision=c.featurizer.spec.precision,
+        precision_running=c.featurizer.precision,
     )
 
 

@@ -51,6 +51,10 @@ class ModelRef(BaseModel):
     random_weights: bool = Field(description="true: a demo/test model, NOT trained")
     featurizer: str
     image_size: int
+    precision: str = Field(description="the bundle's model arithmetic: fp32 or bf16")
+    precision_running: str = Field(
+        description="what this process runs: the bundle's, or fp32 on a CPU without bfloat16"
+    )
 
 
 class ClassifyResponse(BaseModel):

@@ -24,17 +24,20 @@ def test_flags_build_the_config():
             "local[1]",
             "--conf",
             "spark.executor.memory=2g",
+            "--precision",
+            "bf16",
         ]
     )
     config = config_from_args(args)
     assert (config.input_uri, config.output_uri, config.master) == ("s3://b/in", "out", "local[1]")
     assert (config.spec.weights, config.spec.image_size, config.components) == ("random:3", 96, 12)
     assert config.spark_conf == {"spark.executor.memory": "2g"}
+    assert config.spec.precision == "bf16"
 
 
 def test_defaults_are_imagenet_224_and_variance_chosen_k():
     config = config_from_args(build_parser().parse_args(["--input", "a", "--output", "b"]))
-    assert (config.spec.weights, config.spec.image_size) == ("imagenet", 224)
+    assert (config.spec.weights, config.spec.image_size, config.spec.precision) == ("imagenet", 224, "fp32")
     assert config.components is None and config.variance == 0.90
 
 
@@ -46,6 +49,8 @@ def test_defaults_are_imagenet_224_and_variance_chosen_k():
         ["--weights", "random:x"],
         ["--conf", "novalue"],
         ["--featurizer", "vgg"],
+        ["--precision", "fp16"],
+        ["--featurizer", "pixels:8", "--precision", "bf16"],
     ],
 )
 def test_bad_flags_exit_2_with_a_message(bad, capsys):

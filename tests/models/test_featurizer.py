@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from models.featurizer import FeaturizerSpec, build_featurizer, featurize_bytes
+from models.featurizer import FeaturizerSpec, build_featurizer, cpu_has_bf16, featurize_bytes
 from models.preprocess import preprocess_image
 from tests.support import TEST_IMAGE_SIZE, fixture_photos
 
@@ -95,3 +95,51 @@ def test_default_spec_is_imagenet_at_224():
     spec = FeaturizerSpec.parse("resnet50", "imagenet", None)
     assert (spec.kind, spec.weights, spec.image_size) == ("resnet50", "imagenet", 224)
     assert not spec.random_weights
+
+
+# bf16 rounds every product to 8 significant bits: its unit roundoff is 2**-8.
+BF16_UNIT = 2.0**-8
+
+
+def _relative_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bfloat16 instructions")
+def test_bf16_runs_the_same_weights_in_narrower_arithmetic(resnet):
+    bf16 = build_featurizer(FeaturizerSpec("resnet50", "random:0", TEST_IMAGE_SIZE, "bf16"))
+    assert bf16.precision == "bf16"
+    assert bf16.weights_sha256 == resnet.weights_sha256  # mixed precision keeps fp32 weights
+    photos = [p.read_bytes() for p in fixture_photos("Training", "Banana")[:6]]
+    wide, _ = featurize_bytes(resnet, photos)
+    narrow, _ = featurize_bytes(bf16, photos)
+    error = _relative_l2(narrow, wide)
+    # Different arithmetic (not fp32 again), yet close: a few rounding units over ~50 layers.
+    assert error.min() > 1e-4
+    assert error.max() < 4 * BF16_UNIT
+    # Batch-size invariant like fp32: the job (batches of 32) and the service (micro-batches)
+    # compute the same bf16 features.
+    one_by_one, _ = featurize_bytes(bf16, photos, batch_size=1)
+    assert _relative_l2(one_by_one, narrow).max() <= BF16_UNIT
+
+
+def test_bf16_on_a_cpu_without_it_falls_back_to_fp32_and_says_so(resnet, monkeypatch, caplog):
+    monkeypatch.setattr("models.featurizer.cpu_has_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="models.featurizer"):
+        fallback = build_featurizer(FeaturizerSpec("resnet50", "random:0", TEST_IMAGE_SIZE, "bf16"))
+    assert fallback.precision == "fp32" and fallback.spec.precision == "bf16"
+    assert any(
+        "no bfloat16 instructions" in r.getMessage() and "fp32" in r.getMessage() for r in caplog.records
+    )
+    photos = [p.read_bytes() for p in fixture_photos("Training", "Kiwi")[:3]]
+    np.testing.assert_allclose(
+        featurize_bytes(fallback, photos)[0], featurize_bytes(resnet, photos)[0], atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "precision"), [("resnet50", "fp16"), ("resnet50", "int4"), ("pixels", "bf16")]
+)
+def test_unknown_or_unsupported_precision_is_refused(kind, precision):
+    with pytest.raises(ValueError, match="precision"):
+        FeaturizerSpec(kind, "random:0", 64, precision).validated()

@@ -68,6 +68,10 @@ def _other_weights(bundle):
     bundle.manifest.weights.sha256 = "0" * 64
 
 
+def _other_precision(bundle):
+    bundle.manifest.featurizer = replace(bundle.manifest.featurizer, precision="bf16")
+
+
 def _other_image_size(bundle):
     bundle.manifest.featurizer = replace(bundle.manifest.featurizer, image_size=96)
 
@@ -78,6 +82,7 @@ BAD_BUNDLES = {
     "wrong array shapes": (None, _break_shapes, "embeddings must be"),
     "other weights than the model": (_other_weights, None, "weights"),
     "other image size than the model": (_other_image_size, None, "needs resnet50 at 96px"),
+    "other precision than the model": (_other_precision, None, "at 64px in bf16"),
 }
 
 
