@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default="fp32",
-        help="the model's arithmetic: fp32, or bf16 (Keras mixed_bfloat16; about 0.5%% feature "
+        help="the model's arithmetic: fp32 (Keras), or bf16 (the same model run by OpenVINO in "
+        "bfloat16; about 0.5%% feature "
         "difference; a CPU without bfloat16 runs fp32 and says so). The service runs the bundle's.",
     )
     p.add_argument("--image-size", type=int, default=None, help="model input side (default 224)")

@@ -99,12 +99,18 @@ class Backdrop:
         if not self.plain:
             return cKDTree(self.colours).query(flat, k=1)[0].reshape(rgb.shape[:2])
         colour = self.colours[0]
-        direct = np.sqrt(((flat - colour) ** 2).sum(-1))
-        ratio = flat.mean(-1) / max(float(colour.mean()), 1.0)
+        direct = np.sqrt(_squared_norm(flat - colour))
+        # (r + g + b) / 3, as flat.mean(-1) computes it, without a reduction over a length-3 axis.
+        ratio = (flat[:, 0] + flat[:, 1] + flat[:, 2]) / 3.0 / max(float(colour.mean()), 1.0)
         relit = flat / np.maximum(ratio, 1e-3)[:, None]
-        shadow = np.sqrt(((relit - colour) ** 2).sum(-1))
+        shadow = np.sqrt(_squared_norm(relit - colour))
         shadow = np.where((ratio >= SHADOW_MIN_RATIO) & (ratio <= 1.0), shadow, np.inf)
         return np.minimum(direct, shadow).reshape(rgb.shape[:2])
+
+
+def _squared_norm(d: np.ndarray) -> np.ndarray:
+    """Row-wise squared length of (n, 3) vectors, summed in the order .sum(-1) sums them."""
+    return d[:, 0] ** 2 + d[:, 1] ** 2 + d[:, 2] ** 2
 
 
 def dominant_colour(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

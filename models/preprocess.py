@@ -138,7 +138,12 @@ def _soften(rgb: np.ndarray, size: int) -> np.ndarray:
 def _framed(img: Image.Image, size: int) -> np.ndarray:
     framing = frame_object(img)
     if framing.gains is not None:
-        img = img.point([min(255, round(v * g)) for g in framing.gains for v in range(256)])
+        levels = np.arange(256, dtype=np.float32)
+        img = img.point(
+            np.concatenate([np.minimum(255, np.round(levels * g)) for g in framing.gains])
+            .astype(int)
+            .tolist()
+        )
     if framing.found is None:
         return np.asarray(_square_on_white(img, framing.square, size), dtype=np.float32)
     rgb, mask = _cut_out(img, framing, framing.square, framing.mask_square, size)
@@ -253,7 +258,10 @@ def _cut_out(img, framing, square, mask_square, size) -> tuple[np.ndarray, np.nd
         reach = max(1, round(2 * size / WORK_SIDE))
         mask = ndimage.binary_dilation(mask, iterations=reach)
         smooth = ndimage.uniform_filter(rgb, size=(3, 3, 1), mode="nearest")
-        mask = largest_region(mask & (backdrop.distance(smooth) > backdrop.threshold))
+        # Only the pixels the dilated mask keeps can stay: measure those alone (the hot path).
+        keep = np.zeros_like(mask)
+        keep[mask] = backdrop.distance(smooth[mask][None])[0] > backdrop.threshold
+        mask = largest_region(keep)
     return rgb, mask
 
 

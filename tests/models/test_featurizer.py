@@ -109,7 +109,7 @@ def _relative_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_bf16_runs_the_same_weights_in_narrower_arithmetic(resnet):
     bf16 = build_featurizer(FeaturizerSpec("resnet50", "random:0", TEST_IMAGE_SIZE, "bf16"))
     assert bf16.precision == "bf16"
-    assert bf16.weights_sha256 == resnet.weights_sha256  # mixed precision keeps fp32 weights
+    assert bf16.weights_sha256 == resnet.weights_sha256  # the same Keras weights, run by OpenVINO
     photos = [p.read_bytes() for p in fixture_photos("Training", "Banana")[:6]]
     wide, _ = featurize_bytes(resnet, photos)
     narrow, _ = featurize_bytes(bf16, photos)
