@@ -102,7 +102,12 @@ def test_manifest_records_what_was_done(job_run, dataset):
     m = json.loads((_vdir(root) / "manifest.json").read_text())
     assert m["version"] == result.version
     assert m["input_uri"] == str(dataset / "Training")
-    assert m["featurizer"] == {"kind": "resnet50", "weights": TEST_WEIGHTS, "image_size": TEST_IMAGE_SIZE}
+    assert m["featurizer"] == {
+        "kind": "resnet50",
+        "weights": TEST_WEIGHTS,
+        "image_size": TEST_IMAGE_SIZE,
+        "precision": "fp32",
+    }
     assert m["weights"]["random"] is True and len(m["weights"]["sha256"]) == 64
     off_centre = OFF_CENTRE.split("/")[0]
     assert m["class_counts"] == {label: TRAIN_PER_CLASS + (label == off_centre) for label in LABELS}
