@@ -154,7 +154,8 @@ def find_object(rgb: np.ndarray) -> FoundObject | None:
     """The most prominent object in a thumbnail (h, w, 3) float32, or None when there is none.
 
     Background = the colours of the border band; foreground = pixels far from all of them;
-    the object = the largest connected foreground region, holes filled. None (keep the whole
+    the object = the largest connected foreground region, holes filled; on a texture, refined
+    by GrabCut and closed by its convex hull. None (keep the whole
     photo) when that region is a speck, fills nearly the whole frame, or nothing stands out.
     """
     smooth = ndimage.uniform_filter(rgb, size=(3, 3, 1), mode="nearest")
@@ -174,12 +175,38 @@ def find_object(rgb: np.ndarray) -> FoundObject | None:
         return None  # many similar things (lines of text, a cluttered table): no one object
     if not backdrop.plain:
         obj = convex_hull(obj)  # a fruit is nearly convex: its hull gives back the bitten edges
+        if GRABCUT_ITERATIONS and obj.any():
+            obj = convex_hull(largest_region(refine_on_texture(rgb, obj)))
         edges = obj[0].any() + obj[-1].any() + obj[:, 0].any() + obj[:, -1].any()
         if edges > 2:  # the "object" runs across the frame: the texture was not learnt
             return None
     if not MIN_AREA <= obj.mean() <= MAX_AREA:
         return None
     return FoundObject(box=mask_box(obj), mask=obj, backdrop=backdrop)
+
+
+# On a texture the colour-distance mask is coarse: it merges the fruit with texture like it, or
+# loses parts of the fruit that match the texture. GrabCut (OpenCV) refines it by learning
+# colour models of the fruit and of the backdrop from that first mask, with a smoothness prior.
+GRABCUT_ITERATIONS = 3
+
+
+def refine_on_texture(rgb: np.ndarray, rough: np.ndarray) -> np.ndarray:
+    """GrabCut seeded by the rough mask: inside it probably fruit, outside probably backdrop,
+    the border band surely backdrop. Returns the refined mask (bool)."""
+    import cv2
+
+    h, w = rough.shape
+    seeds = np.where(rough, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    b = max(2, round(BORDER_SHARE * min(h, w)))
+    band = np.ones((h, w), dtype=bool)
+    band[b : h - b, b : w - b] = False
+    seeds[band & ~rough] = cv2.GC_BGD
+    image = np.ascontiguousarray(np.clip(rgb, 0, 255).astype(np.uint8)[..., ::-1])  # BGR
+    fg_model, bg_model = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(0)  # GrabCut's GMM initialisation: the same mask on every run
+    cv2.grabCut(image, seeds, None, bg_model, fg_model, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    return (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -20,8 +20,9 @@ from models.objects import (
 )
 
 # Changes whenever the pixels a photo becomes change: bundles record it, the service and an
-# incremental refresh refuse features made by another version.
-PREPROCESSING_VERSION = "object-centred-1"
+# incremental refresh refuse features made by another version. 2: on a textured backdrop the
+# fruit's mask is refined by GrabCut (models/objects.py).
+PREPROCESSING_VERSION = "object-centred-2"
 
 # Formats we accept, detected from the bytes (never from a file name or content type).
 # MPO is what many phone cameras write: a JPEG with extra frames.
