@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.data import DEFAULT_DATA, require_fruits360
+from benchmarks.options import add_precisions
 
 
 def pick_photos(data: Path, n: int) -> list[Path]:
@@ -77,7 +78,7 @@ def spark_throughput(
 
 
 def main() -> None:
-    from models.featurizer import PRECISIONS, FeaturizerSpec
+    from models.featurizer import FeaturizerSpec
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -93,13 +94,7 @@ def main() -> None:
         help="TF threads per Spark Python worker (default: cores / task slots)",
     )
     p.add_argument("--images-per-partition", type=int, default=128)
-    p.add_argument(
-        "--precisions",
-        nargs="+",
-        choices=PRECISIONS,
-        default=["fp32", "bf16"],
-        help="measured one after the other in this run; the first is the baseline of the ratios",
-    )
+    add_precisions(p, "measured one after the other in this run; the first is the baseline of the ratios")
     args = p.parse_args()
     require_fruits360(args.data, "Training")
 

@@ -24,7 +24,8 @@ import httpx
 import numpy as np
 
 from benchmarks.data import DEFAULT_DATA, require_fruits360
-from models.featurizer import PRECISIONS, FeaturizerSpec, build_featurizer
+from benchmarks.options import add_precisions
+from models.featurizer import FeaturizerSpec, build_featurizer
 from models.preprocess import preprocess_image
 from service.launch import REPO_ROOT, running_service
 
@@ -235,13 +236,7 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     p.add_argument("--bare-seconds", type=float, default=20)
-    p.add_argument(
-        "--precisions",
-        nargs="+",
-        choices=PRECISIONS,
-        default=["fp32", "bf16"],
-        help="each gets its own bundle and service, measured in this run; the first is the baseline",
-    )
+    add_precisions(p, "each gets its own bundle and service, measured in this run; the first is the baseline")
     args = p.parse_args()
     require_fruits360(args.data, "Training", "Test")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
