@@ -81,7 +81,7 @@ def _run(spark: SparkSession, config: JobConfig, version: str) -> JobResult:
     if config.catalog_uri:  # read first: a bad catalog file should fail before hours of work
         overrides = load_overrides(storage_for(config.catalog_uri).read_bytes(config.catalog_uri))
 
-    listing = clock.run("list", len, lambda: list_images(config))
+    listing = clock.run("list", len, lambda: list_images(config), rate=False)
     if listing.empty:
         raise JobError(f"no .jpg/.jpeg/.png photos found under {config.input_uri}")
     n = len(listing)
@@ -134,7 +134,7 @@ def _run(spark: SparkSession, config: JobConfig, version: str) -> JobResult:
     # Before the manifest is written, so the manifest can point at it; removed with the version.
     bundle.manifest.report = run_report(config.output_uri, bundle)
     # The pointer moves last, after a full read-back check of the version.
-    clock.run("publish", outcome.rows, lambda: _write_and_publish(config.output_uri, bundle))
+    clock.run("publish", outcome.rows, lambda: _write_and_publish(config.output_uri, bundle), rate=False)
     bundle.manifest.stages = clock.stages
     prune_versions(config.output_uri, config.keep_versions, keep=version)
     return JobResult(version, version_uri(config.output_uri, version), bundle.manifest)

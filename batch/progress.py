@@ -124,13 +124,16 @@ class StageClock:
     def __init__(self) -> None:
         self.stages: dict[str, Stage] = {}
 
-    def run(self, name: str, images: int | Callable[[T], int], fn: Callable[[], T]) -> T:
-        """Time `fn()`; `images` is a count, or a function of the result that counts them."""
+    def run(
+        self, name: str, images: int | Callable[[T], int], fn: Callable[[], T], *, rate: bool = True
+    ) -> T:
+        """Time `fn()`; `images` is a count, or a function of the result that counts them;
+        `rate=False` for a stage whose time does not depend on the images (no images/s)."""
         start = time.perf_counter()
         result = fn()
         seconds = time.perf_counter() - start
         count = images(result) if callable(images) else images
-        per_s = round(count / seconds, 2) if seconds > 0 else None
+        per_s = round(count / seconds, 2) if rate and seconds > 0 else None
         self.stages[name] = Stage(seconds=round(seconds, 3), images=count, images_per_s=per_s)
         stage_log.info("stage %-9s %7.1f s  %6d images", name, seconds, count)
         return result
