@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="TensorFlow threads per Python worker (default: cores per task)",
     )
-    p.add_argument("--keep-versions", type=int, default=5, help="old versions to keep")
+    p.add_argument(
+        "--keep-versions",
+        type=int,
+        default=5,
+        help="published versions to keep, the new one included (>= 1; default 5)",
+    )
     p.add_argument(
         "--incremental",
         action="store_true",

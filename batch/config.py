@@ -60,5 +60,7 @@ class JobConfig:
             raise ValueError("--components must be >= 1")
         if not 0 < self.variance <= 1:
             raise ValueError("--variance must be in (0, 1]")
+        if self.keep_versions < 1:
+            raise ValueError("--keep-versions must be >= 1: the new version is always kept")
         if self.batch_size < 1 or self.images_per_partition < 1:
             raise ValueError("batch size and images per partition must be >= 1")

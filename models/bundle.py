@@ -18,13 +18,14 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import uuid4
 
 import numpy as np
 from pydantic import ValidationError
 
 from models.manifest import FileEntry, Manifest
-from models.storage import Storage, join, storage_for
+from models.storage import Storage, is_local, join, local_path, storage_for
 
 POINTER = "CURRENT"
 MANIFEST = "manifest.json"
@@ -228,11 +229,17 @@ def read_bundle(root: str, version: str | None = None, *, storage: Storage | Non
 def list_versions(root: str, storage: Storage | None = None) -> list[str]:
     """Versions that have a manifest, oldest first."""
     storage = storage or storage_for(root)
+    base = join(root, "versions")
     try:
-        files = storage.list_files(join(root, "versions"))
+        files = storage.list_files(base)
     except Exception:
         return []
-    names = {f.uri.split("/versions/", 1)[1].split("/", 1)[0] for f in files}
+    # Relative to this root's versions/ folder (the root itself may contain "/versions/"),
+    # spelled as the storage lists it: local paths come back normalised, without file://.
+    listed = str(Path(local_path(base))) if is_local(base) else base
+    names = {
+        f.uri[len(listed) :].lstrip("/").split("/", 1)[0] for f in files if f.uri.startswith(listed + "/")
+    }
     return sorted(v for v in names if any(f.uri.endswith(f"/{v}/{MANIFEST}") for f in files))
 
 

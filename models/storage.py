@@ -73,6 +73,13 @@ def parent_name(uri: str) -> str:
     return parts[-2] if len(parts) >= 2 else ""
 
 
+# Files get the mode the process's umask allows (mkstemp alone makes them 0600, which a service
+# running as another user cannot read). Read once: os.umask can only be read by setting it.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
+
 class LocalStorage:
     def read_bytes(self, uri: str) -> bytes:
         return Path(local_path(uri)).read_bytes()
@@ -83,6 +90,7 @@ class LocalStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
@@ -91,6 +99,12 @@ class LocalStorage:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        # The rename itself is durable only once the folder's entry is on disk.
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     def exists(self, uri: str) -> bool:
         return Path(local_path(uri)).exists()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.preprocess import DEFAULT_MAX_PIXELS
+
+# A bearer token guessable in reach of an online attack is no protection: 32 characters at least.
+MIN_ADMIN_TOKEN = 32
 
 
 class Settings(BaseSettings):
@@ -36,5 +39,18 @@ class Settings(BaseSettings):
         30.0, ge=0, description="seconds between checks of the CURRENT pointer; 0: no polling"
     )
     admin_token: SecretStr | None = Field(
-        None, description="bearer token for POST /v1/admin/reload; unset: no admin endpoint"
+        None,
+        description="bearer token for POST /v1/admin/reload, at least 32 characters; unset or "
+        "empty: no admin endpoint",
     )
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _token_or_off(cls, value: object) -> object:
+        """An empty token turns the endpoint off; a short one is refused at start-up."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        secret = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if len(secret) < MIN_ADMIN_TOKEN:
+            raise ValueError(f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN} characters (or empty: off)")
+        return value

@@ -50,6 +50,8 @@ def test_defaults_are_imagenet_224_and_variance_chosen_k():
         ["--conf", "novalue"],
         ["--featurizer", "vgg"],
         ["--precision", "fp16"],
+        ["--keep-versions", "0"],
+        ["--keep-versions", "-3"],
         ["--featurizer", "pixels:8", "--precision", "bf16"],
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from models.bundle import (
     current_version,
     list_versions,
     new_version_id,
+    prune_versions,
     publish,
     read_bundle,
     write_version,
@@ -171,3 +173,24 @@ def test_version_ids_sort_by_time():
     a = new_version_id(datetime(2026, 1, 1, tzinfo=UTC))
     b = new_version_id(datetime(2026, 1, 2, tzinfo=UTC))
     assert a < b and a.startswith("20260101T000000Z-")
+
+
+def test_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    """A service running as another user must be able to read the bundle the job wrote."""
+    umask = os.umask(0)
+    os.umask(umask)
+    b = make_bundle()
+    vdir = write_version(str(tmp_path), b)
+    for name in ("manifest.json", "embeddings.npy", "catalog.json"):
+        assert Path(vdir, name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_versions_are_listed_under_a_root_that_itself_contains_versions(tmp_path):
+    root = tmp_path / "versions" / "fruit"
+    old, new = make_bundle("20260101T000000Z-aaaaaa"), make_bundle("20260102T000000Z-bbbbbb")
+    for b in (old, new):
+        write_version(str(root), b)
+    assert list_versions(str(root)) == [old.version, new.version]
+    assert list_versions(f"file://{root}") == [old.version, new.version]
+    prune_versions(str(root), keep_versions=1, keep=new.version)
+    assert list_versions(str(root)) == [new.version]

@@ -16,7 +16,7 @@ from models.storage import join, storage_for
 from tests.artifacts import npy, point_at, replace_file, republish
 from tests.support import fixture_photos, post_photo, running_service
 
-TOKEN = "reload-test-token-0c1d"
+TOKEN = "reload-test-token-0c1d-5e6f7a8b9c0d1e2f"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
