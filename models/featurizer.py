@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
@@ -128,16 +130,13 @@ class ResNet50Featurizer:
 
         self._preprocess = keras.applications.resnet50.preprocess_input
         shape = (spec.image_size, spec.image_size, 3)
-        weights = spec.weights
-        if spec.random_weights:
-            # Same seed -> same weights in every process (checked via weights_sha256).
-            keras.utils.set_random_seed(int(weights.split(":", 1)[1]))
-            weights = None
-        elif weights != "imagenet":
-            weights = _local_copy(weights)
-        self._model = keras.applications.ResNet50(
-            include_top=False, weights=weights, input_shape=shape, pooling="avg"
-        )
+        with _weights_file(spec.weights) as weights:
+            if spec.random_weights:
+                # Same seed -> same weights in every process (checked via weights_sha256).
+                keras.utils.set_random_seed(int(spec.weights.split(":", 1)[1]))
+            self._model = keras.applications.ResNet50(
+                include_top=False, weights=weights, input_shape=shape, pooling="avg"
+            )
         # The digest is of the Keras weights whatever runs them: bf16 runs the same model.
         self.weights_sha256 = weights_digest(self._model.get_weights())
         self._bf16 = (
@@ -268,14 +267,23 @@ def _configure_tensorflow(threads: int | None) -> None:
             pass  # the runtime already started in this process; keep its pools
 
 
-def _local_copy(uri: str) -> str:
-    """Keras loads weights from a local file; fetch a remote one into a temp file first."""
+@contextlib.contextmanager
+def _weights_file(weights: str) -> Iterator[str | None]:
+    """What Keras' `weights=` takes for a spec's weights: None (random), "imagenet", or a local
+    file. A remote file is fetched into a temporary file, removed once the model is built."""
     from models.storage import is_local, local_path, storage_for
 
-    if is_local(uri):
-        return local_path(uri)
-    suffix = ".weights.h5" if uri.endswith(".weights.h5") else os.path.splitext(uri)[1]
+    if weights.startswith("random:") or weights == "imagenet":
+        yield None if weights.startswith("random:") else weights
+        return
+    if is_local(weights):
+        yield local_path(weights)
+        return
+    suffix = ".weights.h5" if weights.endswith(".weights.h5") else os.path.splitext(weights)[1]
     fd, path = tempfile.mkstemp(suffix=suffix)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(storage_for(uri).read_bytes(uri))
-    return path
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(storage_for(weights).read_bytes(weights))
+        yield path
+    finally:
+        os.unlink(path)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,3 +146,28 @@ def test_bf16_on_a_cpu_without_it_falls_back_to_fp32_and_says_so(resnet, monkeyp
 def test_unknown_or_unsupported_precision_is_refused(kind, precision):
     with pytest.raises(ValueError, match="precision"):
         FeaturizerSpec(kind, "random:0", 64, precision).validated()
+
+
+def test_a_remote_weights_file_is_fetched_to_a_temp_file_and_removed(tmp_path, monkeypatch):
+    """The weights of an s3:// (or any remote) URI reach Keras as a local file that does not
+    outlive the model build."""
+    from models import featurizer as fz
+
+    payload = b"weights bytes"
+
+    class Remote:
+        def read_bytes(self, uri: str) -> bytes:
+            assert uri == "s3://bucket/resnet.weights.h5"
+            return payload
+
+    monkeypatch.setattr("models.storage.storage_for", lambda uri: Remote())
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with fz._weights_file("s3://bucket/resnet.weights.h5") as path:
+        assert path.endswith(".weights.h5") and Path(path).read_bytes() == payload
+    assert not os.path.exists(path)
+    assert list(tmp_path.iterdir()) == []
+    with fz._weights_file("random:3") as none, fz._weights_file("imagenet") as imagenet:
+        assert none is None and imagenet == "imagenet"
+    local = tmp_path / "w.weights.h5"
+    with fz._weights_file(str(local)) as same:
+        assert same == str(local)  # a local file is used where it is, never copied or removed
