@@ -56,18 +56,12 @@ def spark():
 @pytest.fixture(scope="session")
 def job_run(dataset, spark, tmp_path_factory):
     """The real job, run once on the real photos: (bundle root, JobResult)."""
-    from batch.config import JobConfig
-    from batch.job import run_job
     from models.featurizer import FeaturizerSpec
+    from tests.jobs import run_on_training
 
     root = tmp_path_factory.mktemp("artifacts")
-    config = JobConfig(
-        input_uri=str(dataset / "Training"),
-        output_uri=str(root),
-        spec=FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE),
-        images_per_partition=24,
-    )
-    return root, run_job(config, spark)
+    spec = FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE)
+    return root, run_on_training(spark, dataset, root, spec, images_per_partition=24)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Runs the batch job in its own process (`python -m batch`), as an operator or scheduler does."""
+"""Runs the batch job: in the tests' Spark session, or in its own process (`python -m batch`),
+as an operator or scheduler does."""
 
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ JOB_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
     "SPARK_DRIVER_MEMORY": "1g",  # a few dozen 64 px photos: keep the shared CI box free
 }
+
+
+def run_on_training(spark, dataset: Path, root: Path, spec, **options):
+    """The real job in this process's Spark session, on dataset/Training, publishing under root;
+    `options` are more JobConfig fields. Returns the JobResult."""
+    from batch.config import JobConfig
+    from batch.job import run_job
+
+    config = JobConfig(input_uri=str(dataset / "Training"), output_uri=str(root), spec=spec, **options)
+    return run_job(config, spark)
 
 
 def start_job(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:

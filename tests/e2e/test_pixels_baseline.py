@@ -34,24 +34,16 @@ class _Lines(logging.Handler):
 
 @pytest.fixture(scope="module")
 def pixels_run(dataset, spark, tmp_path_factory):
-    from batch.config import JobConfig
-    from batch.job import run_job
-    from models.featurizer import FeaturizerSpec
+    from tests.jobs import run_on_training
 
     root = tmp_path_factory.mktemp("pixels-artifacts")
-    config = JobConfig(
-        input_uri=str(dataset / "Training"),
-        output_uri=str(root),
-        spec=FeaturizerSpec.parse(f"pixels:{SIDE}", "imagenet", None),
-        images_per_partition=8,
-        progress_interval_s=0.2,
-    )
+    spec = FeaturizerSpec.parse(f"pixels:{SIDE}", "imagenet", None)
     logger, handler = logging.getLogger("batch.progress"), _Lines()
     level = logger.level
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     try:
-        result = run_job(config, spark)
+        result = run_on_training(spark, dataset, root, spec, images_per_partition=8, progress_interval_s=0.2)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)

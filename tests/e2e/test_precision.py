@@ -11,6 +11,7 @@ import pytest
 
 from models.augment import AugmentSpec
 from models.featurizer import FeaturizerSpec, cpu_has_bf16
+from tests.jobs import run_on_training
 from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS, post_photo, running_service
 
 # Tolerance of bf16 parity, derived: the job and the service run the same bf16 model, and
@@ -26,18 +27,13 @@ pytestmark = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bflo
 
 @pytest.fixture(scope="module")
 def bf16_run(dataset, spark, tmp_path_factory):
-    from batch.config import JobConfig
-    from batch.job import run_job
-
     root = tmp_path_factory.mktemp("bf16")
-    config = JobConfig(
-        input_uri=str(dataset / "Training"),
-        output_uri=str(root),
-        spec=FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE, "bf16"),
-        images_per_partition=24,
-        augment=AugmentSpec(views=0),  # parity is about the model: views would only cost time
+    spec = FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE, "bf16")
+    # Parity is about the model: augmented views would only cost time.
+    result = run_on_training(
+        spark, dataset, root, spec, images_per_partition=24, augment=AugmentSpec(views=0)
     )
-    return root, run_job(config, spark)
+    return root, result
 
 
 @pytest.fixture(scope="module")
