@@ -47,6 +47,12 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 20) -> None:
             proc.wait(timeout=10)
 
 
+# uvicorn's exit code when the server cannot start: among other causes, a port that another
+# process took between free_port() and the child's bind (seen when two test runs shared a box).
+STARTUP_FAILURE = 3
+_PORT_ATTEMPTS = 3
+
+
 @contextlib.contextmanager
 def running_service(
     env: dict[str, str],
@@ -59,23 +65,35 @@ def running_service(
     """Run the service (uvicorn) on 127.0.0.1 with `env` added to ours; stop it afterwards.
 
     `cwd`: the checkout whose service runs (another one serves a before/after comparison).
-    `log_path`: where its stdout and stderr go (default: discarded); `port`: default a free one."""
-    port = port or free_port()
+    `log_path`: where its stdout and stderr go (default: discarded); `port`: default a free one,
+    chosen again (up to 3 times) when the service fails to start, as it does if another process
+    takes the port first."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
-        env=full_env,
-        cwd=cwd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    attempts = 1 if port or not ready else _PORT_ATTEMPTS
+    proc = None
     try:
-        if ready:
-            wait_ready(url, proc, timeout_s=ready_timeout_s)
+        for attempt in range(1, attempts + 1):
+            chosen = port or free_port()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(chosen)],
+                env=full_env,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            url = f"http://127.0.0.1:{chosen}"
+            if not ready:
+                break
+            try:
+                wait_ready(url, proc, timeout_s=ready_timeout_s)
+                break
+            except RuntimeError:
+                if proc.returncode != STARTUP_FAILURE or attempt == attempts:
+                    raise
         yield url, proc
     finally:
-        stop_process(proc)
+        if proc is not None:
+            stop_process(proc)
         if log_path:
             log.close()
