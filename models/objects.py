@@ -25,6 +25,11 @@ BORDER_SHARE = 0.05
 # common colour (WHITE_PLAIN_SHARE for a white page, whose fruit may fill the frame).
 PLAIN_RADIUS = 16.0
 PLAIN_SHARE = 0.6
+# A backdrop other than white is segmented as plain only when this share of the border is its
+# colour: a blurred close-up of other fruit is mostly one colour too, and the texture model
+# (describe) separates the sharp fruit from it where one colour cannot (scenes whose mask
+# overlapped the truth by >= 80%: 70 -> 74% on blurred photos, plain colour unchanged).
+SEGMENT_PLAIN_SHARE = 0.8
 WHITE_PLAIN_SHARE, WHITE_LEVEL = 0.3, 200
 # A textured backdrop is represented by at most this many border samples...
 MAX_SAMPLES = 400
@@ -88,16 +93,18 @@ def white_balance_gains(rgb: np.ndarray) -> np.ndarray | None:
 class Backdrop:
     """What surrounds the fruit, learnt from the border band."""
 
-    colours: np.ndarray  # (P, 3) prototype colours: one for a plain backdrop, samples otherwise
+    colours: np.ndarray  # plain: (1, 3) its colour; texture: (P, 4) samples of describe()
     plain: bool
     threshold: float  # distance beyond which a pixel is not backdrop
 
     def distance(self, rgb: np.ndarray) -> np.ndarray:
-        """(h, w): each pixel's distance to the nearest backdrop colour; a plain backdrop's
-        shadow (its colour, less light) counts as backdrop."""
-        flat = rgb.reshape(-1, 3)
+        """(h, w): each pixel's distance to the backdrop. Plain: `rgb` (h, w, 3) against its colour,
+        its shadow (the colour, less light) counting as backdrop. Texture: `rgb` is describe()'s
+        (h, w, 4), against the nearest sample."""
         if not self.plain:
+            flat = rgb.reshape(-1, self.colours.shape[1])
             return cKDTree(self.colours).query(flat, k=1)[0].reshape(rgb.shape[:2])
+        flat = rgb.reshape(-1, 3)
         colour = self.colours[0]
         direct = np.sqrt(_squared_norm(flat - colour))
         # (r + g + b) / 3, as flat.mean(-1) computes it, without a reduction over a length-3 axis.
@@ -128,26 +135,49 @@ def dominant_colour(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return colour, near
 
 
-def is_plain(colour: np.ndarray, near: np.ndarray) -> bool:
-    """Most of the border is one colour; for a white page, much of it is enough (a fruit filling
-    the frame, as in the studio shots, covers a good part of the border)."""
+def is_plain(colour: np.ndarray, near: np.ndarray, share: float = PLAIN_SHARE) -> bool:
+    """`share` of the border is one colour; for a white page, much of it is enough (a fruit
+    filling the frame, as in the studio shots, covers a good part of the border)."""
     white = colour.min() >= WHITE_LEVEL and colour.max() - colour.min() <= 20
-    return bool(near.mean() >= (WHITE_PLAIN_SHARE if white else PLAIN_SHARE))
+    return bool(near.mean() >= (WHITE_PLAIN_SHARE if white else share))
 
 
-def learn_backdrop(rgb: np.ndarray) -> Backdrop:
-    """Plain when most of the border is one colour (a fruit touching the edge is not backdrop);
-    otherwise a texture, represented by samples of the border's colours."""
+def learn_backdrop(rgb: np.ndarray, descriptors: np.ndarray) -> Backdrop:
+    """Plain when most of the border of `rgb` is one colour (a fruit touching the edge is not
+    backdrop); otherwise a texture, represented by samples of the border's `descriptors`
+    (see describe)."""
     border = border_pixels(rgb)
     colour, near = dominant_colour(border)
-    if is_plain(colour, near):
+    if is_plain(colour, near, SEGMENT_PLAIN_SHARE):
         spread = float(np.percentile(np.sqrt(((border[near] - colour) ** 2).sum(-1)), 90))
         return Backdrop(colour[None, :].astype(np.float32), True, max(MIN_THRESHOLD, NOISE_FACTOR * spread))
+    border = border_pixels(descriptors)
     step = max(1, len(border) // MAX_SAMPLES)
     samples = border[::step].astype(np.float32)
     # The texture's own spread: how far a border pixel is from the nearest other sample.
     spread = float(np.percentile(cKDTree(samples).query(samples, k=2)[0][:, 1], 90))
     return Backdrop(samples, False, max(MIN_THRESHOLD, NOISE_FACTOR * spread))
+
+
+# On a texture, colour alone fails both ways: a mottled surface shows every colour, so every
+# fruit colour lies near some sample of it; a blurred photo of fruit shows the fruit's own
+# colours. How busy the neighbourhood is tells them apart (grainy backdrop, smooth fruit; or
+# smooth blurred backdrop, detailed fruit), so each pixel is described by its colour and the
+# local spread of its brightness, weighted by TEXTURE_WEIGHT. Measured on 750 generated scenes
+# (`benchmarks.scenes`, 3 textures): the share whose mask overlaps the truth by >= 80% rose from
+# 69 / 76 / 56% (colour alone) to 80 / 85 / 70%.
+TEXTURE_WEIGHT = 4.0
+TEXTURE_SPREAD_WINDOW = 7
+
+
+def describe(rgb: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """(h, w, 4) per-pixel descriptors of an RGB thumbnail: `colour` (a smoothed copy of it), and
+    TEXTURE_WEIGHT x the standard deviation of brightness over a TEXTURE_SPREAD_WINDOW square."""
+    level = rgb.mean(-1)
+    mean = ndimage.uniform_filter(level, TEXTURE_SPREAD_WINDOW, mode="nearest")
+    square = ndimage.uniform_filter(level * level, TEXTURE_SPREAD_WINDOW, mode="nearest")
+    spread = np.sqrt(np.maximum(square - mean * mean, 0.0))
+    return np.concatenate([colour, (TEXTURE_WEIGHT * spread)[..., None]], -1).astype(np.float32)
 
 
 def find_object(rgb: np.ndarray) -> FoundObject | None:
@@ -159,14 +189,15 @@ def find_object(rgb: np.ndarray) -> FoundObject | None:
     photo) when that region is a speck, fills nearly the whole frame, or nothing stands out.
     """
     smooth = ndimage.uniform_filter(rgb, size=(3, 3, 1), mode="nearest")
-    backdrop = learn_backdrop(smooth)
-    distance = backdrop.distance(smooth)
-    if not backdrop.plain:
-        # On a texture, parts of the fruit match some of the texture's colours (a dark cherry, a
-        # dark stripe of wood): averaging the distance over a neighbourhood lets the fruit's
-        # mostly-unlike surface carry those parts, while the texture, like itself everywhere,
-        # stays low.
-        distance = ndimage.uniform_filter(distance, size=TEXTURE_WINDOW, mode="nearest")
+    descriptors = describe(rgb, smooth)  # busyness measured on the photo, not the smoothed copy
+    backdrop = learn_backdrop(smooth, descriptors)
+    if backdrop.plain:
+        distance = backdrop.distance(smooth)
+    else:
+        # Parts of the fruit match some of the texture's samples (a dark cherry, a dark stripe of
+        # wood): averaging the distance over a neighbourhood lets the fruit's mostly-unlike
+        # surface carry those parts, while the texture, like itself everywhere, stays low.
+        distance = ndimage.uniform_filter(backdrop.distance(descriptors), size=TEXTURE_WINDOW, mode="nearest")
     foreground = distance > backdrop.threshold
     foreground = ndimage.binary_opening(foreground, structure=np.ones((2, 2)))
     foreground = ndimage.binary_closing(foreground, structure=np.ones((3, 3)), border_value=0)
@@ -176,7 +207,10 @@ def find_object(rgb: np.ndarray) -> FoundObject | None:
     if not backdrop.plain:
         obj = convex_hull(obj)  # a fruit is nearly convex: its hull gives back the bitten edges
         if GRABCUT_ITERATIONS and obj.any():
-            obj = convex_hull(largest_region(refine_on_texture(rgb, obj)))
+            refined = convex_hull(largest_region(refine_on_texture(rgb, obj)))
+            # GrabCut sometimes gives up on all but a speck: the first mask is then the better.
+            if refined.sum() >= GRABCUT_MIN_KEPT * obj.sum():
+                obj = refined
         edges = obj[0].any() + obj[-1].any() + obj[:, 0].any() + obj[:, -1].any()
         if edges > 2:  # the "object" runs across the frame: the texture was not learnt
             return None
@@ -189,6 +223,8 @@ def find_object(rgb: np.ndarray) -> FoundObject | None:
 # loses parts of the fruit that match the texture. GrabCut (OpenCV) refines it by learning
 # colour models of the fruit and of the backdrop from that first mask, with a smoothness prior.
 GRABCUT_ITERATIONS = 3
+# ...and its mask is kept only when it holds at least this share of the first mask's area.
+GRABCUT_MIN_KEPT = 0.3
 
 
 def refine_on_texture(rgb: np.ndarray, rough: np.ndarray) -> np.ndarray:

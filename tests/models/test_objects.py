@@ -153,3 +153,72 @@ def test_grabcut_refines_the_fruit_on_a_texture(box, monkeypatch):
     rough, refined = iou(0), iou(3)
     assert refined > rough + 0.01, (rough, refined)
     assert refined >= 0.97, refined
+
+
+def busy_backdrop(seed: int = 0) -> Image.Image:
+    """A grainy surface of every colour (a patterned cloth): each channel uniform in 0..255."""
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (H, W, 3)).astype(np.uint8))
+
+
+@pytest.mark.parametrize("box", [(70, 20, 110, 62), (8, 40, 48, 88), (40, 30, 70, 64)])
+def test_a_smooth_fruit_on_a_busy_backdrop_of_its_colours_is_found(box, monkeypatch):
+    """The backdrop shows every colour, the fruit's too, so colour alone cannot tell them apart;
+    the fruit is smooth where the backdrop is grainy, and that finds it."""
+    img = scene(busy_backdrop(), box, colour=(150, 120, 90))
+    assert found_box(img) is not None
+    assert np.abs(np.subtract(found_box(img), box)).max() <= 2, (found_box(img), box)
+    monkeypatch.setattr("models.objects.TEXTURE_WEIGHT", 0.0)  # colour alone
+    alone = found_box(img)
+    assert alone is None or np.abs(np.subtract(alone, box)).max() > 2, alone
+
+
+@pytest.mark.parametrize("box", [(60, 22, 100, 62), (10, 40, 50, 80)])
+def test_a_sharp_fruit_on_a_blurred_close_up_of_its_colour_is_found(box):
+    """A phone's shallow focus: the backdrop is a blurred close-up of a fruit of the same
+    colour; the sharp fruit is still found."""
+    apple = Image.open(fixture_photos("Test", "Apple Red 1")[0]).convert("RGB")
+    backdrop = apple.crop((30, 30, 70, 60)).resize((W, H)).filter(ImageFilter.GaussianBlur(4))
+    fruit = apple.resize((box[2] - box[0], box[3] - box[1]))
+    img = backdrop.copy()
+    img.paste(fruit, box[:2], Image.fromarray(((np.asarray(fruit).min(-1) < 235) * 255).astype(np.uint8)))
+    got = found_box(img)
+    assert got is not None
+    assert np.abs(np.subtract(got, box)).max() <= 3, (got, box)
+
+
+def test_a_backdrop_other_than_white_is_plain_only_when_most_of_its_border_is_one_colour():
+    """70% of the border one red, the rest a blurred other red (a close-up out of focus): one
+    colour would call the rest foreground, so it is learnt as a texture; with one small patch
+    of another colour, it is plain."""
+    from models.objects import describe, learn_backdrop
+
+    arr = np.zeros((H, W, 3), dtype=np.float32) + (150, 30, 35)
+    arr[:, int(0.7 * W) :] = (90, 15, 25)
+    rgb = np.asarray(
+        Image.fromarray(arr.astype(np.uint8)).filter(ImageFilter.GaussianBlur(2)), dtype=np.float32
+    )
+    assert not learn_backdrop(rgb, describe(rgb, rgb)).plain
+    mostly = np.zeros((H, W, 3), dtype=np.float32) + (150, 30, 35)
+    mostly[-25:, -25:] = (90, 15, 25)  # a corner
+    assert learn_backdrop(mostly, describe(mostly, mostly)).plain
+
+
+@pytest.mark.parametrize(("name", "limit"), [("Apple Red 1", 6), ("Cherry 1", 6), ("Kiwi", 6)])
+def test_a_fruit_turned_by_any_angle_reaches_the_model_at_one_angle(name, limit, monkeypatch):
+    """A round fruit (its darker side turned down) and a symmetric oval one (its darker end
+    down): turned by any angle, the model input matches the unturned photo's; without the
+    canonical turn it would not."""
+    photo = Image.open(fixture_photos("Test", name)[0]).convert("RGB")
+    reference = to_model_input(photo, 64)
+    for angle in (35, 120, 200, 290):
+        turned = photo.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor=(255, 255, 255))
+        assert np.abs(to_model_input(turned, 64) - reference).mean() < limit, angle
+    monkeypatch.setattr("models.preprocess.SHADING_OFFSET", np.inf)  # no darker side: no turn
+    off = [
+        np.abs(
+            to_model_input(photo.rotate(a, Image.Resampling.BICUBIC, expand=True, fillcolor="white"), 64)
+            - reference
+        ).mean()
+        for a in (35, 120, 200, 290)
+    ]
+    assert max(off) > 2 * limit, off
