@@ -15,6 +15,7 @@ from service.access import API_KEY_HEADER, ApiAccessMiddleware
 from service.admin import router as admin_router
 from service.docs_policy import DocsPolicy
 from service.errors import install_error_handlers
+from service.feedback import router as feedback_router
 from service.inference import InferencePipeline
 from service.limits import MULTIPART_OVERHEAD, UploadLimitMiddleware
 from service.logging_setup import REQUEST_ID_HEADER, log_access, new_request_id, valid_request_id
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.reloader = reloader
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(feedback_router)
     app.include_router(admin_router)
     app.include_router(page_router)
     app.add_route("/metrics", service_metrics.response, include_in_schema=False)

@@ -192,11 +192,16 @@ def classification_response(
     )
 
 
+# `format: binary` beside OpenAPI 3.1's contentMediaType: code generators then type it as a file.
+BINARY = {"format": "binary"}
 # Typed UploadFile, not `UploadFile | None`: the schema stays a plain binary string, which Swagger
 # UI shows as a file picker (an anyOf with null it shows as a text box). None: a raw-body upload.
 PhotoUpload = Annotated[
     UploadFile,
-    File(description="the photo (or send it as the raw body); format detected from its bytes"),
+    File(
+        description="the photo (or send it as the raw body); format detected from its bytes",
+        json_schema_extra=BINARY,
+    ),
 ]
 
 

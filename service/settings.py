@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         "",
         description="comma-separated origins allowed to call the API from a browser, e.g. https://app.example",
     )
+    feedback_uri: str | None = Field(
+        None, description="where POST /v1/feedback writes (folder or s3://); default <ARTIFACTS_URI>/feedback"
+    )
     log_client_ip: bool = Field(False, description="write clients' IP addresses in the access log")
 
     @property
