@@ -31,6 +31,7 @@ from models.manifest import (
 )
 from models.preprocess import PREPROCESSING_VERSION, preprocess_image
 from models.scoring import calibrate
+from models.storage import join
 
 KNOWN_RULE = (
     "known if distance to the class's nearest training row <= threshold, nearer than an empty "
@@ -103,6 +104,7 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
             classes=len(classes),
             rows=len(e),
             augmented_rows=len(e) - len(originals),
+            feedback=_feedback_photos(config, sources[views == 0]),
         ),
         class_counts={k: int(v) for k, v in pd.Series(originals).value_counts().sort_index().items()},
         skipped=out.skipped,
@@ -125,6 +127,13 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
         thresholds=calibration.thresholds,
         catalog=build_catalog(classes.tolist(), out.catalog_overrides),
     )
+
+
+def _feedback_photos(config: JobConfig, originals: np.ndarray) -> int:
+    if not config.feedback_uri:
+        return 0
+    prefix = join(config.feedback_uri, "photos") + "/"
+    return int(sum(str(uri).startswith(prefix) for uri in originals))
 
 
 def _pca(config: JobConfig, projection: Projection) -> Pca:

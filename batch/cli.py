@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--master", default=None, help="Spark master (default: spark-submit's, else local[*])")
     p.add_argument("--catalog", default=None, help="JSON file overriding class information")
+    p.add_argument(
+        "--feedback",
+        default=None,
+        metavar="URI",
+        help="users' feedback root (the service's <artifacts>/feedback): consented photos of "
+        "known labels are added to the training set and counted in the manifest",
+    )
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--images-per-partition", type=int, default=128)
     p.add_argument(
@@ -102,6 +109,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         variance=args.variance,
         master=args.master,
         catalog_uri=args.catalog,
+        feedback_uri=args.feedback,
         batch_size=args.batch_size,
         images_per_partition=args.images_per_partition,
         tf_threads=args.tf_threads,

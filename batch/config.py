@@ -45,6 +45,8 @@ class JobConfig:
     max_components: int = MAX_COMPONENTS
     master: str | None = None  # None: spark-submit's --master, else local[*]
     catalog_uri: str | None = None
+    # Users' feedback (models/feedback.py): its consented photos of known labels join the training set.
+    feedback_uri: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     images_per_partition: int = 128
     tf_threads: int | None = None  # None: cores per concurrent task

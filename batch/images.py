@@ -8,6 +8,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from batch.config import JobConfig
+from models.feedback import training_photos
 from models.storage import list_photos
 
 LISTING_SCHEMA = "uri string, label string, size long, etag string"
@@ -19,7 +20,11 @@ def list_images(config: JobConfig) -> pd.DataFrame:
     Listing happens on the driver through the storage layer, so s3:// works on a Spark
     without the Hadoop S3A connector; the bytes are then fetched by the executors.
     """
-    rows = [(f.uri, label, f.size, f.etag) for f, label in list_photos(config.input_uri)]
+    photos = list_photos(config.input_uri)
+    if config.feedback_uri:
+        # Users' corrections of classes the input has: more photos of those classes.
+        photos += training_photos(config.feedback_uri, known_labels={label for _, label in photos})
+    rows = [(f.uri, label, f.size, f.etag) for f, label in photos]
     return pd.DataFrame(rows, columns=["uri", "label", "size", "etag"])
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from models.bundle import ArtifactBundle, BundleError
-from models.catalog import fallback_info
+from models.catalog import fallback_info, localize
 from models.featurizer import Featurizer
 from models.manifest import Manifest
 from models.preprocess import (
@@ -26,10 +27,19 @@ from models.scoring import (
 )
 
 
+def photo_id(source: str) -> str:
+    """A training photo's public id: stable for its URI, and it reveals nothing of the URI."""
+    return hashlib.sha256(source.encode()).hexdigest()[:24]
+
+
 @dataclass(frozen=True)
 class Example:
     source: str
     distance: float
+
+    @property
+    def photo_id(self) -> str:
+        return photo_id(self.source)
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,14 @@ class Classification:
     label: str
     known: bool
     top_k: list[ClassMatch] = field(default_factory=list)
+    # Every class's score, in the classifier's class order (for answers by fruit).
+    scores: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class FruitScore:
+    fruit: str
+    score: float
 
 
 def check_compatible(manifest: Manifest, featurizer: Featurizer) -> None:
@@ -91,6 +109,9 @@ class Classifier:
         self.n_examples = n_examples
         self._classes = bundle.classes.tolist()
         self._members = class_members(bundle.label_idx, len(self._classes))
+        self._fruit_of = [localize(c, bundle.catalog.get(c), "en").fruit for c in self._classes]
+        # Public photo id -> URI of the training photos this bundle can show as examples.
+        self._photos = {photo_id(s): s for s in dict.fromkeys(bundle.sources.tolist())}
         calibration = bundle.manifest.calibration
         self._temperature = calibration.temperature
         self._min_confidence = calibration.min_confidence
@@ -108,6 +129,22 @@ class Classifier:
     @property
     def random_weights(self) -> bool:
         return self.featurizer.spec.random_weights
+
+    def photo_source(self, public_id: str) -> str | None:
+        """The URI of the training photo with this public id, if this bundle has it."""
+        return self._photos.get(public_id)
+
+    def fruit_label(self, fruit: str) -> str:
+        """A class of this fruit (whose catalog entry names the fruit)."""
+        return self._classes[self._fruit_of.index(fruit)]
+
+    def fruit_scores(self, result: Classification, n: int) -> list[FruitScore]:
+        """The `n` best fruits, each scored by the sum of its varieties' scores."""
+        sums: dict[str, float] = {}
+        for fruit, score in zip(self._fruit_of, result.scores, strict=True):
+            sums[fruit] = sums.get(fruit, 0.0) + score
+        ranked = sorted(sums.items(), key=lambda kv: -kv[1])[:n]
+        return [FruitScore(fruit, score) for fruit, score in ranked]
 
     def preprocess(self, photo: bytes) -> np.ndarray:
         """Bytes -> model input (s, s, 3); raises models.preprocess.ImageError."""
@@ -154,7 +191,7 @@ class Classifier:
             and best.distance < to_empty
             and best.score >= self._min_confidence
         )
-        return Classification(label=best.label, known=known, top_k=matches)
+        return Classification(label=best.label, known=known, top_k=matches, scores=tuple(scores.tolist()))
 
     def _examples(self, ranked: np.ndarray, drow: np.ndarray) -> list[Example]:
         """The nearest distinct training photos: a photo's augmented views point to it once."""

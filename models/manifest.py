@@ -68,6 +68,7 @@ class Counts(_Record):
     classes: int = Field(ge=0)
     rows: int = Field(ge=0, description="reference rows: photos and their augmented views")
     augmented_rows: int = Field(ge=0)
+    feedback: int = Field(0, ge=0, description="training photos that came from users' feedback")
 
 
 class SkippedPhoto(_Record):

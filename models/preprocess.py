@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,7 +28,17 @@ PREPROCESSING_VERSION = "object-centred-3"
 
 # Formats we accept, detected from the bytes (never from a file name or content type).
 # MPO is what many phone cameras write: a JPEG with extra frames.
-ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF"})
+
+
+@cache
+def _register_heif() -> None:
+    """Teach Pillow HEIC/HEIF (an iPhone's default format) through pillow-heif, once per process,
+    when the first photo is decoded rather than at import."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+
 
 # A phone photo is ~12-50 Mpx; anything far above is a decompression bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -55,6 +66,7 @@ def open_image(
     """
     if not data:
         raise ImageError("empty_file", "The file is empty.")
+    _register_heif()
     with warnings.catch_warnings():
         # Pillow warns (then errors) on huge canvases; we apply our own limit first.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -69,7 +81,7 @@ def open_image(
         if img.format not in ACCEPTED_FORMATS:
             raise ImageError(
                 "unsupported_format",
-                f"Image format {img.format} is not accepted; send JPEG, PNG, WebP, GIF, BMP or TIFF.",
+                f"Image format {img.format} is not accepted; send JPEG, PNG, WebP, HEIC, GIF, BMP or TIFF.",
             )
         width, height = img.size
         if width < 1 or height < 1:

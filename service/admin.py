@@ -17,9 +17,15 @@ _bearer = HTTPBearer(auto_error=False)  # our own 401/403 bodies, not FastAPI's
 
 
 class ReloadResponse(BaseModel):
-    status: str = Field(description="reloaded, or unchanged when CURRENT names the served version")
-    serving: str | None = Field(description="the version in service now")
-    current: str | None = Field(description="the version the CURRENT pointer names")
+    status: str = Field(
+        description="reloaded, or unchanged when CURRENT names the served version", examples=["reloaded"]
+    )
+    serving: str | None = Field(
+        description="the version in service now", examples=["20261125T043000Z-1a2b3c"]
+    )
+    current: str | None = Field(
+        description="the version the CURRENT pointer names", examples=["20261125T043000Z-1a2b3c"]
+    )
 
 
 def require_admin(

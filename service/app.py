@@ -7,10 +7,15 @@ from contextlib import asynccontextmanager
 
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
+from service.access import API_KEY_HEADER, ApiAccessMiddleware
 from service.admin import router as admin_router
+from service.docs_policy import DocsPolicy
 from service.errors import install_error_handlers
+from service.feedback import router as feedback_router
 from service.inference import InferencePipeline
 from service.limits import MULTIPART_OVERHEAD, UploadLimitMiddleware
 from service.logging_setup import REQUEST_ID_HEADER, log_access, new_request_id, valid_request_id
@@ -49,25 +54,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await pipeline.stop()
 
-    app = FastAPI(title="Fruit classifier", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc load Swagger UI and ReDoc from this service (fastapi-offline ships the
+    # files), so they work on a network without internet.
+    app = FastAPIOffline(
+        title="Fruit classifier",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        static_url="/static-docs",
+    )
     app.state.settings = settings
     app.state.holder = holder
     app.state.pipeline = pipeline
     app.state.reloader = reloader
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(feedback_router)
     app.include_router(admin_router)
     app.include_router(page_router)
     app.add_route("/metrics", service_metrics.response, include_in_schema=False)
-    # The last added runs first: request id, HTTP metrics and access log, model version
-    # header, upload limit, then the app.
+    # The last added runs first: CORS, request id, HTTP metrics and access log, API keys and
+    # rate limit, model version header, upload limit, then the app.
     app.add_middleware(UploadLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.add_middleware(ModelVersionHeader)
-    service_metrics.instrument(app, log_access)
+    app.add_middleware(DocsPolicy)
+    app.add_middleware(
+        ApiAccessMiddleware,
+        key_digests=settings.api_key_digests,
+        rate_per_minute=settings.rate_limit_per_minute,
+    )
+    service_metrics.instrument(app, log_access(settings.log_client_ip))
     app.add_middleware(
         CorrelationIdMiddleware,
         header_name=REQUEST_ID_HEADER,
         generator=new_request_id,
         validator=valid_request_id,
     )
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST"],
+            allow_headers=[
+                API_KEY_HEADER,
+                "Content-Type",
+                "Accept-Language",
+                "If-None-Match",
+                REQUEST_ID_HEADER,
+            ],
+            expose_headers=[
+                "ETag",
+                "Content-Language",
+                "Retry-After",
+                REQUEST_ID_HEADER,
+                "X-Model-Version",
+            ],
+            max_age=600,
+        )
     return app

@@ -9,6 +9,7 @@ import logging
 import re
 import sys
 import uuid
+from collections.abc import Callable
 
 from asgi_correlation_id import CorrelationIdFilter
 from prometheus_fastapi_instrumentator import metrics
@@ -56,17 +57,21 @@ def setup_logging(level: str = "info", stream=None) -> None:
         logger.propagate = True
 
 
-def log_access(info: metrics.Info) -> None:
-    """One access-log line per request (method, path, status, duration, client); run by the
-    Prometheus instrumentator after each response, inside the request's id context."""
-    client = info.request.client
-    access_log.info(
-        "request",
-        extra={
+def log_access(log_client_ip: bool = False) -> Callable[[metrics.Info], None]:
+    """One access-log line per request (method, path, status, duration; the client's address
+    only with `log_client_ip`); run by the Prometheus instrumentator after each response,
+    inside the request's id context."""
+
+    def log(info: metrics.Info) -> None:
+        client = info.request.client
+        extra = {
             "method": info.method,
             "path": info.request.url.path,
             "status": int(info.modified_status),
             "duration_ms": round(info.modified_duration * 1000, 2),
-            "client": client.host if client else None,
-        },
-    )
+        }
+        if log_client_ip:
+            extra["client"] = client.host if client else None
+        access_log.info("request", extra=extra)
+
+    return log

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,6 +26,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     default_top_k: int = Field(5, ge=1, le=20)
     n_examples: int = Field(3, ge=0, le=10)
+    photo_attribution: str = Field(
+        "Fruits-360 (Mihai Oltean, Horea Muresan), CC BY-SA 4.0",
+        description="credit shown with every training photo an answer offers as an example",
+    )
+    photo_max_age_s: int = Field(86400, ge=0, description="Cache-Control max-age of /v1/photos answers")
     tf_threads: int | None = Field(None, ge=1)
     log_level: str = "info"
     # Micro-batching (service/batching.py): concurrent photos share one model call.
@@ -43,6 +50,40 @@ class Settings(BaseSettings):
         description="bearer token for POST /v1/admin/reload, at least 32 characters; unset or "
         "empty: no admin endpoint",
     )
+
+    # Clients (service/access.py). Keys are configured by their SHA-256, never in clear.
+    api_key_sha256: str = Field(
+        "",
+        description="comma-separated SHA-256 hex digests of the accepted X-API-Key values; empty: "
+        "no key needed (e.g. printf %s KEY | sha256sum)",
+    )
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="requests a minute per API key (per address without keys); 0: no limit"
+    )
+    cors_origins: str = Field(
+        "",
+        description="comma-separated origins allowed to call the API from a browser, e.g. https://app.example",
+    )
+    feedback_uri: str | None = Field(
+        None, description="where POST /v1/feedback writes (folder or s3://); default <ARTIFACTS_URI>/feedback"
+    )
+    log_client_ip: bool = Field(False, description="write clients' IP addresses in the access log")
+
+    @property
+    def api_key_digests(self) -> frozenset[str]:
+        return frozenset(d.strip().lower() for d in self.api_key_sha256.split(",") if d.strip())
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @field_validator("api_key_sha256")
+    @classmethod
+    def _digests(cls, value: str) -> str:
+        for digest in (d.strip() for d in value.split(",") if d.strip()):
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+                raise ValueError("API_KEY_SHA256 lists SHA-256 hex digests (64 hex digits each)")
+        return value
 
     @field_validator("admin_token", mode="before")
     @classmethod

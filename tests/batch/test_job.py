@@ -68,6 +68,7 @@ def test_augment_adds_exactly_n_labelled_views_per_photo_and_records_the_spec(jo
         "classes": len(LABELS),
         "rows": len(good) * (n + 1),
         "augmented_rows": len(good) * n,
+        "feedback": 0,
     }
     assert m.preprocessing.version == PREPROCESSING_VERSION
     # The views are different pictures, not copies: no view equals its photo's embedding.

@@ -67,6 +67,12 @@ def upload(page, path: Path) -> None:
     page.set_input_files("#file", str(path))
 
 
+def test_nothing_shows_before_a_photo_is_chosen(page):
+    # No empty image box ("the photo you chose") and no image without a source.
+    assert not page.is_visible("#photo") and not page.is_visible("#preview")
+    assert page.eval_on_selector_all("img", "imgs => imgs.filter(i => i.offsetParent).length") == 0
+
+
 def test_upload_shows_the_apis_top_classes(page, service_url):
     photo = fixture_photos("Test", "Banana")[0]
     api = api_classify(service_url, photo.name, photo.read_bytes()).json()
@@ -77,7 +83,15 @@ def test_upload_shows_the_apis_top_classes(page, service_url):
     assert [shown.nth(i).get_attribute("data-label") for i in range(shown.count())] == [
         m["label"] for m in api["top_k"]
     ]
-    assert page.get_attribute("#answer", "data-label") == api["label"]
+    assert page.get_attribute("#answer", "data-label") == api["label"]  # None when unknown
+    # Example photos come from the service, as thumbnails, and load.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.examples img')].every(i => i.complete && i.naturalWidth)"
+    )
+    srcs = page.eval_on_selector_all(".examples img", "imgs => imgs.map(i => i.src)")
+    assert srcs and all(s.startswith(service_url + "/v1/photos/") and s.endswith("?size=96") for s in srcs)
+    assert len(srcs) == sum(len(m["examples"]) for m in api["top_k"])
+    assert "By fruit:" in page.inner_text("#fruits")
     top = api["top_k"][0]
     first = shown.nth(0).inner_text()
     assert top["info"]["display_name"] in first and f"{100 * top['score']:.1f}%" in first
@@ -85,6 +99,7 @@ def test_upload_shows_the_apis_top_classes(page, service_url):
         assert top["info"]["fact"] in first
     if api["known"]:
         assert page.inner_text("#top-class") == api["display_name"]
+        assert page.inner_text("#top-fruit") == api["fruit"]["name"]
     else:
         assert page.is_visible("#not-recognised")
     # The preview shows the chosen photo (decoded by the browser).
@@ -93,6 +108,17 @@ def test_upload_shows_the_apis_top_classes(page, service_url):
     assert page.is_visible("#banner") and "RANDOM" in page.inner_text("#banner")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-page-classified.png"), full_page=True)
+
+
+def test_the_page_answers_in_the_chosen_language(page, service_url):
+    photo = fixture_photos("Test", "Kiwi")[0]
+    api = post_photo(service_url, photo.read_bytes(), params={"top_k": 5, "lang": "fr"}).json()
+    page.select_option("#lang", "fr")
+    upload(page, photo)
+    page.wait_for_selector("#results li.match")
+    names = page.eval_on_selector_all("#results li.match .name", "spans => spans.map(s => s.textContent)")
+    assert names == [m["info"]["display_name"] for m in api["top_k"]]
+    assert any(n != m["names"]["en"] for n, m in zip(names, [m["info"] for m in api["top_k"]], strict=True))
 
 
 def test_not_recognised_state(page, service_url, tmp_path):

@@ -115,4 +115,7 @@ def test_logs_are_json_lines_with_the_request_id(tight_service):
     assert access[rid]["status"] == 200 and access[rid]["path"] == "/v1/classify"
     assert access[rid]["method"] == "POST" and access[rid]["duration_ms"] > 0
     assert access[rid + "-bad"]["status"] == 400
+    # Privacy (README): no client address unless LOG_CLIENT_IP is set, and no photo bytes.
+    assert all("client" not in r for r in access.values())
+    assert "garbage" not in log_path.read_text()
     assert any(r["logger"].startswith("uvicorn") for r in records)  # uvicorn's lines too

@@ -60,6 +60,8 @@ def classify(url: str, data: bytes) -> dict:
 def test_not_a_fruit_is_unknown_with_nearest_classes_listed(service_url, name):
     body = classify(service_url, png(NOT_FRUIT[name]))
     assert body["known"] is False, (name, body["top_k"][0]["distance"], body["top_k"][0]["threshold"])
+    # Unknown is unambiguous: nothing names a fruit, the nearest classes stay as suggestions.
+    assert (body["label"], body["display_name"], body["fruit"]) == (None, None, None)
     assert len(body["top_k"]) == 5
     assert {m["label"] for m in body["top_k"]} <= set(LABELS)
 
@@ -74,6 +76,16 @@ def test_false_unknown_rate_on_the_test_photos_is_low(service_url, dataset):
     # look-alikes; chance would be 1/6).
     right = sum(a["label"] == p.parent.name for p, a in zip(photos, answers, strict=True) if a["known"])
     assert right >= 0.6 * sum(a["known"] for a in answers)
+    for a in answers:
+        named = (a["label"], a["display_name"], a["fruit"])
+        if a["known"]:
+            assert named == (
+                a["top_k"][0]["label"],
+                a["top_k"][0]["info"]["display_name"],
+                a["top_k"][0]["fruit"],
+            )
+        else:
+            assert named == (None, None, None)
 
 
 def test_a_flat_colour_is_unknown_by_distance_alone(service_url):

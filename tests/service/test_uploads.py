@@ -119,7 +119,8 @@ def test_upload_gets_a_sensible_answer(service_url, name, data, status, code):
     assert resp.status_code == status, f"{name}: {resp.status_code} {resp.text[:300]}"
     body = resp.json()
     if status == 200:
-        assert body["label"] in LABELS
+        assert body["top_k"][0]["label"] in LABELS
+        assert body["label"] == (body["top_k"][0]["label"] if body["known"] else None)
         assert len(body["top_k"]) == 5
     else:
         assert set(body) == {"error"}
