@@ -222,3 +222,18 @@ def test_a_fruit_turned_by_any_angle_reaches_the_model_at_one_angle(name, limit,
         for a in (35, 120, 200, 290)
     ]
     assert max(off) > 2 * limit, off
+
+
+def test_a_brighter_photo_reaches_the_model_half_as_much_brighter(studio):
+    """x1.3 light on a white page (the page stays white, so white balance cannot see it): the
+    fruit reaches the model about x sqrt(1.3) as bright, not x1.3."""
+    bright = Image.fromarray(np.clip(np.asarray(studio, dtype=np.float32) * 1.3, 0, 255).astype(np.uint8))
+    gains = frame_object(bright).gains
+    assert gains is None or np.allclose(gains, 1.0, atol=0.01), gains
+
+    def fruit_level(img: Image.Image) -> float:
+        rgb = to_model_input(img, 64)
+        return float(rgb[rgb.min(-1) < 200].mean())
+
+    ratio = fruit_level(bright) / fruit_level(studio)
+    assert 1.05 < ratio < 1.2, ratio  # sqrt(1.3) = 1.14; clipping at white keeps it a little lower
