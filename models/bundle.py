@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from models.manifest import FileEntry, Manifest
-from models.storage import Storage, is_local, join, local_path, storage_for
+from models.storage import Storage, StorageUnavailable, is_local, join, local_path, storage_for
 
 POINTER = "CURRENT"
 MANIFEST = "manifest.json"
@@ -50,11 +50,34 @@ ARRAY_FILES = {
 
 log = logging.getLogger("models.bundle")
 
-_VERSION_RE = re.compile(r"^[0-9A-Za-z._-]{1,100}$")
+# A version id is one path segment: letters, digits, '.', '_', '-', starting with a letter or
+# digit (so never '.', '..' or a hidden name). new_version_id() makes 20261125T043000Z-1a2b3c.
+_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,99}$")
+
+
+def valid_version_id(version: str) -> bool:
+    return bool(_VERSION_RE.match(version))
 
 
 class BundleError(RuntimeError):
-    """A bundle that is missing, incomplete, corrupt or inconsistent."""
+    """A bundle that is missing, incomplete, corrupt or inconsistent. The message names the
+    version and the check, never a path or a bucket: services may show it to clients."""
+
+
+class BundleUnavailable(BundleError):
+    """The store could not be read just now (unreachable, timing out, an I/O error): unlike the
+    other BundleErrors, reading the same version again later may succeed."""
+
+
+def _read_failure(version: str | None, what: str, exc: Exception) -> BundleError:
+    """A read error as a BundleError, transient or not; the detail (paths) goes to the log only."""
+    where = f"version {version}: " if version else ""
+    log.warning("%scannot read %s: %s", where, what, exc)
+    transient = isinstance(exc, StorageUnavailable) or (
+        isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)
+    )
+    kind = BundleUnavailable if transient else BundleError
+    return kind(f"{where}cannot read {what}")
 
 
 def new_version_id(now: datetime | None = None) -> str:
@@ -164,19 +187,25 @@ def current_version(root: str, storage: Storage | None = None) -> str | None:
     pointer = join(root, POINTER)
     if not storage.exists(pointer):
         return None
-    version = storage.read_bytes(pointer).decode().strip()
-    if not _VERSION_RE.match(version):
-        raise BundleError(f"{pointer} holds an invalid version id")
+    version = storage.read_bytes(pointer).decode(errors="replace").strip()
+    if not valid_version_id(version):
+        raise BundleError(f"{POINTER} holds an invalid version id")
     return version
 
 
 def read_manifest(root: str, version: str, storage: Storage | None = None) -> Manifest:
     """A version's manifest, parsed and validated; raises BundleError."""
     storage = storage or storage_for(root)
+    if not valid_version_id(version):
+        raise BundleError(f"{version!r} is not a version id")
     try:
-        raw = json.loads(storage.read_bytes(join(version_uri(root, version), MANIFEST)))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"version {version}: unreadable manifest ({exc})") from None
+        data = storage.read_bytes(join(version_uri(root, version), MANIFEST))
+    except Exception as exc:
+        raise _read_failure(version, MANIFEST, exc) from None
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        raise BundleError(f"version {version}: unreadable manifest (not JSON)") from None
     made = raw.get("format_version") if isinstance(raw, dict) else None
     if made != FORMAT_VERSION:
         raise BundleError(
@@ -199,8 +228,10 @@ def read_bundle(root: str, version: str | None = None, *, storage: Storage | Non
     storage = storage or storage_for(root)
     try:
         version = version or current_version(root, storage)
+    except BundleError:
+        raise
     except Exception as exc:
-        raise BundleError(f"cannot read the current version under {root}: {exc}") from None
+        raise _read_failure(None, POINTER, exc) from None
     if version is None:
         raise BundleError(f"no bundle published under {root} (no {POINTER} file)")
     manifest = read_manifest(root, version, storage)
@@ -214,7 +245,7 @@ def read_bundle(root: str, version: str | None = None, *, storage: Storage | Non
         try:
             data = storage.read_bytes(join(vdir, fname))
         except Exception as exc:
-            raise BundleError(f"version {version}: cannot read {fname} ({exc})") from None
+            raise _read_failure(version, fname, exc) from None
         if _sha256(data) != meta.sha256:
             raise BundleError(f"version {version}: checksum mismatch in {fname}")
         if fname == CATALOG:
