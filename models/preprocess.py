@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"
 
 # A phone photo is ~12-50 Mpx; anything far above is a decompression bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
+
+log = logging.getLogger("models.preprocess")
 
 # Fruits-360 photos sit on white, so transparency and letterboxing become white too.
 BACKGROUND = (255, 255, 255)
@@ -64,7 +67,8 @@ def open_image(
         except Image.DecompressionBombError:
             raise ImageError("image_too_large", "The image declares too many pixels.") from None
         except Exception as exc:  # Pillow raises many types on hostile headers
-            raise ImageError("corrupt_image", f"The image could not be read: {exc}") from None
+            log.info("unreadable image header: %s: %s", type(exc).__name__, exc)
+            raise ImageError("corrupt_image", "The image could not be read.") from None
         if img.format not in ACCEPTED_FORMATS:
             raise ImageError(
                 "unsupported_format",
@@ -85,11 +89,13 @@ def open_image(
             img.load()
             img = ImageOps.exif_transpose(img)
         except Exception as exc:
-            raise ImageError("corrupt_image", f"The image data is damaged: {exc}") from None
+            log.info("damaged image data: %s: %s", type(exc).__name__, exc)
+            raise ImageError("corrupt_image", "The image data is damaged.") from None
     try:
         return _to_rgb(img)
     except Exception as exc:  # a mode Pillow cannot convert (e.g. a LAB TIFF) is not a 500
-        raise ImageError("unsupported_format", f"Image mode {img.mode} cannot be read: {exc}") from None
+        log.info("image mode %s not converted: %s: %s", img.mode, type(exc).__name__, exc)
+        raise ImageError("unsupported_format", f"Image mode {img.mode} cannot be read.") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from models.bundle import BundleError
 from models.classifier import Classification, Classifier
+from models.featurizer import public_weights
 from models.manifest import RANDOM_WEIGHTS_WARNING
 from service import schemas
 from service.errors import ApiError
@@ -50,7 +51,7 @@ def model_ref(c: Classifier) -> schemas.ModelRef:
     m = c.bundle.manifest
     return schemas.ModelRef(
         version=c.version,
-        weights=m.weights.spec,
+        weights=public_weights(m.weights.spec),
         weights_sha256=m.weights.sha256,
         random_weights=c.random_weights,
         featurizer=c.featurizer.spec.name,
@@ -133,7 +134,6 @@ async def model_summary(request: Request) -> schemas.ModelSummary:
     return schemas.ModelSummary(
         model=model_ref(c),
         created_at=m.created_at,
-        input_uri=m.input_uri,
         classes=m.counts.classes,
         training_photos=m.counts.featurized,
         skipped_photos=m.counts.skipped,

@@ -46,7 +46,7 @@ class ClassMatch(BaseModel):
 
 class ModelRef(BaseModel):
     version: str
-    weights: str = Field(description="imagenet, a weights file, or random:SEED")
+    weights: str = Field(description="imagenet, random:SEED, or file (a weights file: see weights_sha256)")
     weights_sha256: str
     random_weights: bool = Field(description="true: a demo/test model, NOT trained")
     featurizer: str
@@ -98,7 +98,6 @@ class ClassesResponse(BaseModel):
 class ModelSummary(BaseModel):
     model: ModelRef
     created_at: str
-    input_uri: str
     classes: int
     training_photos: int
     skipped_photos: int
