@@ -217,3 +217,11 @@ def test_read_errors_name_the_file_but_no_path(tmp_path):
         read_bundle(str(tmp_path))
     assert "thresholds.npy" in str(refused.value)
     assert str(tmp_path) not in str(refused.value)
+
+
+def test_a_catalog_with_wrong_types_is_refused_at_load(tmp_path):
+    b = make_bundle()
+    b.catalog["A"]["names"] = {"en": 7}  # /v1/classes would answer 500 with this
+    write_version(str(tmp_path), b)
+    with pytest.raises(BundleError, match="invalid catalog.json"):
+        read_bundle(str(tmp_path), b.version)
