@@ -163,3 +163,52 @@ def test_admin_reload_answers_503_while_the_store_is_down(frozen_s3, tmp_path):
         assert httpx.get(f"{url}/readyz", timeout=10).json()["version"] == version
         up = httpx.post(f"{url}/v1/admin/reload", headers=auth, timeout=120)
         assert up.status_code == 200 and up.json()["status"] == "unchanged", up.text
+
+
+@pytest.mark.slow
+def test_twenty_reloads_under_load_give_no_error_and_consistent_answers(job_run, tmp_path):
+    # 16 clients classify without pause while 20 versions are published and reloaded through
+    # the admin endpoint (the poller checks too): no answer may fail, and each must come from
+    # the version its header names. Bounded: each client makes at most 400 requests.
+    from tests.artifacts import republish
+    from tests.support import fixture_photos, post_photo
+
+    src, _ = job_run
+    root = str(tmp_path / "bundles")
+    versions = [republish(str(src), root)]
+    env = {"ARTIFACTS_URI": root, "ADMIN_TOKEN": TOKEN, "RELOAD_INTERVAL_S": "0.5"}
+    photo = fixture_photos("Test", "Banana")[0].read_bytes()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    stop = threading.Event()
+    with running_service(env, log_path=tmp_path / "service.log") as (url, _):
+
+        def client(_):
+            seen = []
+            for _ in range(400):
+                if stop.is_set():
+                    break
+                try:
+                    resp = post_photo(url, photo, timeout=60)
+                except httpx.HTTPError as exc:
+                    seen.append(("error", type(exc).__name__, None))
+                    continue
+                body = resp.json()
+                seen.append((resp.status_code, resp.headers.get("x-model-version"), body.get("model", {})))
+            return seen
+
+        with ThreadPoolExecutor(16) as pool:
+            clients = [pool.submit(client, i) for i in range(16)]
+            reloads = []
+            for _ in range(20):
+                versions.append(republish(str(src), root))
+                reloads.append(httpx.post(f"{url}/v1/admin/reload", headers=auth, timeout=120))
+            stop.set()
+            answers = [a for c in clients for a in c.result(timeout=600)]
+    assert all(r.status_code == 200 for r in reloads), [r.text for r in reloads if r.status_code != 200]
+    assert reloads[-1].json()["serving"] == versions[-1]
+    assert len(answers) >= 16
+    errors = [a for a in answers if a[0] != 200]
+    assert not errors, errors[:5]
+    for _, header, model in answers:
+        assert header == model["version"] and header in versions
+    assert len({header for _, header, _ in answers}) > 1  # the load did span reloads
