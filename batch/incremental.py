@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from collections.abc import Iterator
@@ -23,10 +24,24 @@ from models.storage import join, storage_for
 log = logging.getLogger("batch")
 
 PREVIOUS_SCHEMA = "uri string, label string, etag string, sha256 string, view int, features array<float>"
-# A photo's features are reused when its URI and ETag are both unchanged. On S3 the ETag of a
-# single-part upload is the MD5 of its bytes; locally it is mtime+size: both change with the
-# content.
-REUSE_KEY = ["uri", "etag"]
+# A photo's features are reused when its URI and the SHA-256 of its bytes are both unchanged:
+# the hash the featurize step records. Not the ETag: locally that is mtime+size, which a file
+# rewritten with the same size and a preserved mtime keeps (and a multipart S3 ETag is no
+# content hash either). Hashing reads every photo once more, a small cost next to the model.
+REUSE_KEY = ["uri", "sha256"]
+
+
+def _content_hashes(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """uri -> uri, sha256 of the photo's bytes now (None if it cannot be read: featurized, and
+    then skipped like any unreadable photo)."""
+    for batch in batches:
+        hashes = []
+        for uri in batch["uri"]:
+            try:
+                hashes.append(hashlib.sha256(storage_for(uri).read_bytes(uri)).hexdigest())
+            except Exception:  # noqa: BLE001 - the featurize step reports it
+                hashes.append(None)
+        yield pd.DataFrame({"uri": batch["uri"], "sha256": hashes})
 
 
 def _read_feature_files(batches: Iterator[pd.DataFrame], columns: list[str]) -> Iterator[pd.DataFrame]:
@@ -96,6 +111,13 @@ def refresh_features(
         return featurize(listing), refresh
 
     # Keys first (a few bytes per photo, no feature vectors) to decide on the driver.
+    hashes = (
+        images_frame(spark, listing, config)
+        .select("uri")
+        .mapInPandas(_content_hashes, schema="uri string, sha256 string")
+        .toPandas()
+    )
+    listing = listing.merge(hashes, on="uri", how="left")
     old_keys = (
         read_previous_features(spark, config.output_uri, previous, REUSE_KEY).toPandas().drop_duplicates()
     )
@@ -103,20 +125,27 @@ def refresh_features(
     matched = listing.merge(old_keys, on=REUSE_KEY, how="left", indicator=True)
     unchanged = matched["_merge"] == "both"
     to_featurize = listing[~unchanged.to_numpy()]
+    to_featurize = to_featurize.drop(columns="sha256")  # featurize computes it again
+    # The reused rows get the photo's current ETag (its mtime may have moved, not its bytes).
     keep = spark.createDataFrame(
-        listing.loc[unchanged.to_numpy(), REUSE_KEY], schema="uri string, etag string"
+        listing.loc[unchanged.to_numpy(), [*REUSE_KEY, "etag"]],
+        schema="uri string, sha256 string, etag string",
     )
-    reused = old.join(F.broadcast(keep), on=REUSE_KEY, how="inner").select(
-        "uri",
-        "label",
-        "etag",
-        "sha256",
-        "view",
-        "features",
-        F.lit(None).cast("string").alias("error_code"),
-        F.lit(None).cast("string").alias("error"),
-        F.lit(manifest.weights.sha256).alias("weights_sha256"),
-        F.lit(manifest.featurizer.precision).alias("precision"),
+    reused = (
+        old.drop("etag")
+        .join(F.broadcast(keep), on=REUSE_KEY, how="inner")
+        .select(
+            "uri",
+            "label",
+            "etag",
+            "sha256",
+            "view",
+            "features",
+            F.lit(None).cast("string").alias("error_code"),
+            F.lit(None).cast("string").alias("error"),
+            F.lit(manifest.weights.sha256).alias("weights_sha256"),
+            F.lit(manifest.featurizer.precision).alias("precision"),
+        )
     )
     still_listed = set(listing["uri"])
     dropped = int((~old_keys["uri"].isin(still_listed)).sum())

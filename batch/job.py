@@ -24,10 +24,15 @@ from batch.session import spark_session, threads_per_task
 from batch.write import project_and_write
 from models.bundle import (
     ArtifactBundle,
+    PointerMoved,
+    PointerState,
     current_version,
+    drop_lease,
     new_version_id,
+    pointer_state,
     prune_versions,
     publish,
+    take_lease,
     version_uri,
     write_version,
 )
@@ -58,8 +63,13 @@ def run_job(config: JobConfig, spark: SparkSession | None = None) -> JobResult:
     spark = spark or spark_session(config.master, config.spark_conf, config.spark_settings)
     version = new_version_id()
     root = config.output_uri
+    storage = storage_for(root)
+    # What this run builds on: it publishes only if CURRENT is still this at the end.
+    base = pointer_state(root, storage)
+    # While the lease lives, retention elsewhere keeps this run's folder and every newer version.
+    take_lease(root, version, storage)
     try:
-        return _run(spark, config, version)
+        return _run(spark, config, version, base)
     except Exception as exc:
         # The pointer was not moved; drop the half-written version so it cannot be mistaken.
         try:
@@ -67,15 +77,20 @@ def run_job(config: JobConfig, spark: SparkSession | None = None) -> JobResult:
                 storage_for(root).delete_prefix(version_uri(root, version))
         except Exception:  # noqa: BLE001 - the original error matters more
             log.warning("could not remove the incomplete version %s", version)
-        if isinstance(exc, FeaturizeError):
+        if isinstance(exc, (FeaturizeError, PointerMoved)):
             raise JobError(str(exc)) from None
         outage = None if isinstance(exc, StorageError) else _storage_outage(exc)
         if outage:  # an executor's storage error arrives wrapped in Spark's whole traceback
             raise JobError(f"storage unavailable: {outage}") from None
         raise
+    finally:
+        try:
+            drop_lease(root, version, storage)
+        except Exception:  # noqa: BLE001 - a stale lease expires by itself (LEASE_STALE)
+            log.warning("could not remove the lease of %s", version)
 
 
-def _run(spark: SparkSession, config: JobConfig, version: str) -> JobResult:
+def _run(spark: SparkSession, config: JobConfig, version: str, base: PointerState) -> JobResult:
     clock = StageClock()
     overrides = None
     if config.catalog_uri:  # read first: a bad catalog file should fail before hours of work
@@ -134,15 +149,17 @@ def _run(spark: SparkSession, config: JobConfig, version: str) -> JobResult:
     # Before the manifest is written, so the manifest can point at it; removed with the version.
     bundle.manifest.report = run_report(config.output_uri, bundle)
     # The pointer moves last, after a full read-back check of the version.
-    clock.run("publish", outcome.rows, lambda: _write_and_publish(config.output_uri, bundle), rate=False)
+    clock.run(
+        "publish", outcome.rows, lambda: _write_and_publish(config.output_uri, bundle, base), rate=False
+    )
     bundle.manifest.stages = clock.stages
     prune_versions(config.output_uri, config.keep_versions, keep=version)
     return JobResult(version, version_uri(config.output_uri, version), bundle.manifest)
 
 
-def _write_and_publish(root: str, bundle: ArtifactBundle) -> None:
+def _write_and_publish(root: str, bundle: ArtifactBundle, base: PointerState) -> None:
     write_version(root, bundle)
-    publish(root, bundle.version)
+    publish(root, bundle.version, expected=base)
 
 
 def _storage_outage(exc: Exception) -> str | None:

@@ -3,6 +3,7 @@
 Layout under a root URI (local folder or s3://bucket/prefix):
 
     CURRENT                         the current version's id; written last, after all else
+    leases/<version>.json           a job running now (removed when it ends), see prune_versions
     versions/<version>/manifest.json
     versions/<version>/<array>.npy  ARRAY_FILES below, each listed with its SHA-256 in the manifest
     versions/<version>/catalog.json class information served with answers
@@ -17,20 +18,28 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
 import numpy as np
 from pydantic import ValidationError
 
+from models.catalog import validate_entries
 from models.manifest import FileEntry, Manifest
-from models.storage import Storage, is_local, join, local_path, storage_for
+from models.storage import Storage, StorageUnavailable, is_local, join, local_path, storage_for
 
 POINTER = "CURRENT"
 MANIFEST = "manifest.json"
 CATALOG = "catalog.json"
 FEATURES_DIR = "features"
+LEASES = "leases"
+# A job's lease older than this is a killed job's: its folder may go, newer versions may be pruned.
+LEASE_STALE = timedelta(hours=24)
+# A version folder without a manifest and without a live lease, younger than this, is left alone
+# (a job whose lease could not be written); older, it is a killed job's leftover and removed.
+ORPHAN_GRACE = timedelta(hours=1)
+_ID_TIME = "%Y%m%dT%H%M%SZ"
 # 2: object-centred preprocessing, augmented views (the `views` array), calibrated scores.
 # 3: the manifest is typed (models/manifest.py): no free-form fields.
 FORMAT_VERSION = 3
@@ -50,17 +59,52 @@ ARRAY_FILES = {
 
 log = logging.getLogger("models.bundle")
 
-_VERSION_RE = re.compile(r"^[0-9A-Za-z._-]{1,100}$")
+# A version id is one path segment: letters, digits, '.', '_', '-', starting with a letter or
+# digit (so never '.', '..' or a hidden name). new_version_id() makes 20261125T043000Z-1a2b3c.
+_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,99}$")
+
+
+def valid_version_id(version: str) -> bool:
+    return bool(_VERSION_RE.match(version))
 
 
 class BundleError(RuntimeError):
-    """A bundle that is missing, incomplete, corrupt or inconsistent."""
+    """A bundle that is missing, incomplete, corrupt or inconsistent. The message names the
+    version and the check, never a path or a bucket: services may show it to clients."""
+
+
+class PointerMoved(BundleError):
+    """CURRENT changed between a job's start and its publish: another job published first."""
+
+
+class BundleUnavailable(BundleError):
+    """The store could not be read just now (unreachable, timing out, an I/O error): unlike the
+    other BundleErrors, reading the same version again later may succeed."""
+
+
+def _read_failure(version: str | None, what: str, exc: Exception) -> BundleError:
+    """A read error as a BundleError, transient or not; the detail (paths) goes to the log only."""
+    where = f"version {version}: " if version else ""
+    log.warning("%scannot read %s: %s", where, what, exc)
+    transient = isinstance(exc, StorageUnavailable) or (
+        isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)
+    )
+    kind = BundleUnavailable if transient else BundleError
+    return kind(f"{where}cannot read {what}")
 
 
 def new_version_id(now: datetime | None = None) -> str:
     """Sortable, unique: 20261125T043000Z-1a2b3c."""
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid4().hex[:6]}"
+    return f"{now:{_ID_TIME}}-{uuid4().hex[:6]}"
+
+
+def version_time(version: str) -> datetime | None:
+    """When a version made by new_version_id was started; None for another kind of id."""
+    try:
+        return datetime.strptime(version.split("-", 1)[0], _ID_TIME).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def version_uri(root: str, version: str) -> str:
@@ -152,11 +196,78 @@ def write_version(root: str, bundle: ArtifactBundle, storage: Storage | None = N
     return vdir
 
 
-def publish(root: str, version: str, storage: Storage | None = None) -> None:
-    """Point CURRENT at `version`, after re-reading and checking it: the last write of a run."""
+@dataclass(frozen=True)
+class PointerState:
+    """CURRENT as a job saw it when it started: the version, and the token that lets the
+    publish be a conditional write (S3 ETag, or the local file's SHA-256); None: no pointer."""
+
+    version: str | None
+    token: str | None
+
+
+def pointer_state(root: str, storage: Storage | None = None) -> PointerState:
+    storage = storage or storage_for(root)
+    got = storage.read_with_token(join(root, POINTER))
+    if got is None:
+        return PointerState(None, None)
+    version = got[0].decode(errors="replace").strip()
+    return PointerState(version if valid_version_id(version) else None, got[1])
+
+
+def publish(
+    root: str, version: str, storage: Storage | None = None, *, expected: PointerState | None = None
+) -> None:
+    """Point CURRENT at `version`, after re-reading and checking it: the last write of a run.
+
+    With `expected` (CURRENT as the job saw it at its start), the write is conditional: if
+    another job published meanwhile, PointerMoved is raised and CURRENT is left as it is."""
     storage = storage or storage_for(root)
     read_bundle(root, version, storage=storage)  # raises if anything is missing or corrupt
-    storage.write_bytes(join(root, POINTER), (version + "\n").encode())
+    data = (version + "\n").encode()
+    if expected is None:
+        storage.write_bytes(join(root, POINTER), data)
+    elif not storage.write_if_unchanged(join(root, POINTER), data, expected.token):
+        now = pointer_state(root, storage).version
+        raise PointerMoved(
+            f"CURRENT moved from {expected.version} to {now} since this job started: version "
+            f"{version} is not published (it was built on an older snapshot)"
+        )
+
+
+def _lease_uri(root: str, version: str) -> str:
+    return join(root, LEASES, f"{version}.json")
+
+
+def take_lease(root: str, version: str, storage: Storage | None = None) -> None:
+    """Mark `version` as a job running now: retention keeps it and every newer version."""
+    storage = storage or storage_for(root)
+    lease = {"version": version, "started_at": datetime.now(UTC).isoformat()}
+    storage.write_bytes(_lease_uri(root, version), json.dumps(lease).encode())
+
+
+def drop_lease(root: str, version: str, storage: Storage | None = None) -> None:
+    storage = storage or storage_for(root)
+    storage.delete_prefix(_lease_uri(root, version))
+
+
+def running_jobs(root: str, storage: Storage | None = None, now: datetime | None = None) -> list[str]:
+    """Versions whose job holds a live lease (started less than LEASE_STALE ago), oldest first."""
+    storage = storage or storage_for(root)
+    now = now or datetime.now(UTC)
+    try:
+        files = storage.list_files(join(root, LEASES))
+    except Exception:  # noqa: BLE001 - no leases folder: no job running
+        return []
+    running = []
+    for f in files:
+        try:
+            lease = json.loads(storage.read_bytes(f.uri))
+            started = datetime.fromisoformat(lease["started_at"])
+        except Exception:  # noqa: BLE001 - a lease being written or removed right now
+            continue
+        if now - started < LEASE_STALE and valid_version_id(str(lease.get("version", ""))):
+            running.append(lease["version"])
+    return sorted(running)
 
 
 def current_version(root: str, storage: Storage | None = None) -> str | None:
@@ -164,19 +275,25 @@ def current_version(root: str, storage: Storage | None = None) -> str | None:
     pointer = join(root, POINTER)
     if not storage.exists(pointer):
         return None
-    version = storage.read_bytes(pointer).decode().strip()
-    if not _VERSION_RE.match(version):
-        raise BundleError(f"{pointer} holds an invalid version id")
+    version = storage.read_bytes(pointer).decode(errors="replace").strip()
+    if not valid_version_id(version):
+        raise BundleError(f"{POINTER} holds an invalid version id")
     return version
 
 
 def read_manifest(root: str, version: str, storage: Storage | None = None) -> Manifest:
     """A version's manifest, parsed and validated; raises BundleError."""
     storage = storage or storage_for(root)
+    if not valid_version_id(version):
+        raise BundleError(f"{version!r} is not a version id")
     try:
-        raw = json.loads(storage.read_bytes(join(version_uri(root, version), MANIFEST)))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"version {version}: unreadable manifest ({exc})") from None
+        data = storage.read_bytes(join(version_uri(root, version), MANIFEST))
+    except Exception as exc:
+        raise _read_failure(version, MANIFEST, exc) from None
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        raise BundleError(f"version {version}: unreadable manifest (not JSON)") from None
     made = raw.get("format_version") if isinstance(raw, dict) else None
     if made != FORMAT_VERSION:
         raise BundleError(
@@ -199,8 +316,10 @@ def read_bundle(root: str, version: str | None = None, *, storage: Storage | Non
     storage = storage or storage_for(root)
     try:
         version = version or current_version(root, storage)
+    except BundleError:
+        raise
     except Exception as exc:
-        raise BundleError(f"cannot read the current version under {root}: {exc}") from None
+        raise _read_failure(None, POINTER, exc) from None
     if version is None:
         raise BundleError(f"no bundle published under {root} (no {POINTER} file)")
     manifest = read_manifest(root, version, storage)
@@ -214,11 +333,11 @@ def read_bundle(root: str, version: str | None = None, *, storage: Storage | Non
         try:
             data = storage.read_bytes(join(vdir, fname))
         except Exception as exc:
-            raise BundleError(f"version {version}: cannot read {fname} ({exc})") from None
+            raise _read_failure(version, fname, exc) from None
         if _sha256(data) != meta.sha256:
             raise BundleError(f"version {version}: checksum mismatch in {fname}")
         if fname == CATALOG:
-            loaded["catalog"] = json.loads(data)
+            loaded["catalog"] = _catalog(version, data)
         else:
             loaded[fname[:-4]] = np.load(io.BytesIO(data), allow_pickle=False)
     bundle = ArtifactBundle(manifest=manifest, **loaded)  # type: ignore[arg-type]
@@ -226,32 +345,63 @@ def read_bundle(root: str, version: str | None = None, *, storage: Storage | Non
     return bundle
 
 
-def list_versions(root: str, storage: Storage | None = None) -> list[str]:
-    """Versions that have a manifest, oldest first."""
-    storage = storage or storage_for(root)
+def _version_folders(root: str, storage: Storage) -> tuple[set[str], set[str]]:
+    """(every version folder holding a file, those with a manifest)."""
     base = join(root, "versions")
     try:
         files = storage.list_files(base)
     except Exception:
-        return []
+        return set(), set()
     # Relative to this root's versions/ folder (the root itself may contain "/versions/"),
     # spelled as the storage lists it: local paths come back normalised, without file://.
     listed = str(Path(local_path(base))) if is_local(base) else base
     names = {
         f.uri[len(listed) :].lstrip("/").split("/", 1)[0] for f in files if f.uri.startswith(listed + "/")
     }
-    return sorted(v for v in names if any(f.uri.endswith(f"/{v}/{MANIFEST}") for f in files))
+    return names, {v for v in names if any(f.uri.endswith(f"/{v}/{MANIFEST}") for f in files)}
 
 
-def prune_versions(root: str, keep_versions: int, keep: str, storage: Storage | None = None) -> None:
-    """Delete all but the newest `keep_versions` versions; never `keep` (the one just published)."""
+def _catalog(version: str, data: bytes) -> dict:
+    """The catalog, each entry as the service will answer it (a bad one is refused here, at
+    load, rather than as a 500 from /v1/classes later)."""
+    try:
+        catalog = json.loads(data)
+        validate_entries(catalog)
+    except ValueError as exc:
+        raise BundleError(f"version {version}: invalid {CATALOG} ({exc})") from None
+    return catalog
+
+
+def list_versions(root: str, storage: Storage | None = None) -> list[str]:
+    """Versions that have a manifest, oldest first."""
+    return sorted(_version_folders(root, storage or storage_for(root))[1])
+
+
+def prune_versions(
+    root: str, keep_versions: int, keep: str, storage: Storage | None = None, now: datetime | None = None
+) -> None:
+    """Delete all but the newest `keep_versions` versions; never `keep` (the one just published),
+    never a version younger than the oldest running job (it may be that job's base, or another
+    job's output about to be published). Also removes version folders left without a manifest
+    by a killed job: not leased by a running job, and older than ORPHAN_GRACE."""
     storage = storage or storage_for(root)
-    versions = list_versions(root, storage)
-    for v in versions[: max(0, len(versions) - keep_versions)]:
-        if v == keep:
-            continue
+    now = now or datetime.now(UTC)
+    running = running_jobs(root, storage, now)
+    oldest_running = running[0] if running else None
+
+    def protected(v: str) -> bool:
+        return v == keep or v in running or (oldest_running is not None and v > oldest_running)
+
+    folders, with_manifest = _version_folders(root, storage)
+    versions = sorted(with_manifest)
+    doomed = [v for v in versions[: max(0, len(versions) - keep_versions)] if not protected(v)]
+    for v in sorted(folders - with_manifest):
+        started = version_time(v)
+        if not protected(v) and started is not None and now - started > ORPHAN_GRACE:
+            doomed.append(v)
+    for v in doomed:
         try:
             storage.delete_prefix(version_uri(root, v))
-            log.info("removed old version %s", v)
+            log.info("removed %s version %s", "old" if v in with_manifest else "incomplete", v)
         except Exception as exc:  # noqa: BLE001 - a version left behind is not worth failing for
-            log.warning("could not remove old version %s: %s", v, exc)
+            log.warning("could not remove version %s: %s", v, exc)

@@ -6,6 +6,9 @@ import json
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 REQUIRED_KEYS = ("display_name", "names", "kind", "scientific_name", "fact", "facts", "fruit")
 KINDS = ("fruit", "vegetable", "nut")
@@ -17,6 +20,21 @@ DEFAULT_LANGUAGE = LANGUAGES[0]
 def _data(name: str) -> dict:
     text = resources.files("models").joinpath(f"data/{name}").read_text(encoding="utf-8")
     return json.loads(text)
+
+
+class CatalogEntry(BaseModel):
+    """One class's information, as the service answers it: the fields and types of
+    service.schemas.ClassInfo (tests/models/test_catalog.py holds the two together). The job
+    checks overrides against it before any work; reading a bundle checks its catalog."""
+
+    model_config = ConfigDict(extra="allow")
+    display_name: str = Field(min_length=1)
+    names: dict[str, str] = Field(default_factory=dict)
+    kind: Literal["fruit", "vegetable", "nut", "unknown"] = "unknown"
+    scientific_name: str = ""
+    fact: str = ""
+    facts: dict[str, str] = Field(default_factory=dict)
+    fruit: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,50}$")
 
 
 def default_catalog() -> dict[str, dict]:
@@ -55,13 +73,16 @@ def fallback_info(label: str) -> dict:
 
 
 def validate_entries(catalog: dict) -> None:
+    """Every entry must be what the service answers with (CatalogEntry); raises ValueError."""
+    if not isinstance(catalog, dict):
+        raise ValueError("a catalog must be a JSON object keyed by label")
     for label, info in catalog.items():
-        if not isinstance(info, dict) or not info.get("display_name"):
-            raise ValueError(f"catalog entry {label!r} needs at least a display_name")
-        if "kind" in info and info["kind"] not in (*KINDS, "unknown"):
-            raise ValueError(f"catalog entry {label!r}: kind must be one of {KINDS}")
-        if "fruit" in info and not re.fullmatch(r"[a-z0-9_]{1,50}", str(info["fruit"])):
-            raise ValueError(f"catalog entry {label!r}: fruit must be an id like apple or bell_pepper")
+        try:
+            CatalogEntry.model_validate(info)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "entry"
+            raise ValueError(f"catalog entry {label!r}: {where}: {first['msg']}") from None
 
 
 def build_catalog(labels: list[str], overrides: dict | None = None) -> dict[str, dict]:
@@ -85,6 +106,8 @@ def load_overrides(data: bytes) -> dict:
     parsed = json.loads(data)
     if not isinstance(parsed, dict):
         raise ValueError("a catalog file must hold a JSON object keyed by label")
+    # An override is partial (any field of the entry): checked as if merged onto a full entry.
+    validate_entries({k: {"display_name": "x", **v} if isinstance(v, dict) else v for k, v in parsed.items()})
     return parsed
 
 

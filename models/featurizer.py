@@ -72,6 +72,10 @@ class FeaturizerSpec:
         return self.weights.startswith("random:")
 
     @property
+    def public_weights(self) -> str:
+        return public_weights(self.weights)
+
+    @property
     def name(self) -> str:
         return "resnet50" if self.kind == "resnet50" else f"pixels:{self.image_size}"
 
@@ -84,6 +88,14 @@ class FeaturizerSpec:
         if not path or self.kind != "resnet50" or self.random_weights:
             return self
         return replace(self, weights=path)
+
+
+def public_weights(weights: str) -> str:
+    """Weights as a client may see them: imagenet, none and random:SEED as they are; a weights
+    file's path or URI (a folder, a bucket) becomes "file", its SHA-256 names it."""
+    if weights in ("imagenet", "none") or weights.startswith("random:"):
+        return weights
+    return "file"
 
 
 class Featurizer(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from functools import cache
@@ -43,6 +44,8 @@ def _register_heif() -> None:
 # A phone photo is ~12-50 Mpx; anything far above is a decompression bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
 
+log = logging.getLogger("models.preprocess")
+
 # Fruits-360 photos sit on white, so transparency and letterboxing become white too.
 BACKGROUND = (255, 255, 255)
 
@@ -77,7 +80,8 @@ def open_image(
         except Image.DecompressionBombError:
             raise ImageError("image_too_large", "The image declares too many pixels.") from None
         except Exception as exc:  # Pillow raises many types on hostile headers
-            raise ImageError("corrupt_image", f"The image could not be read: {exc}") from None
+            log.info("unreadable image header: %s: %s", type(exc).__name__, exc)
+            raise ImageError("corrupt_image", "The image could not be read.") from None
         if img.format not in ACCEPTED_FORMATS:
             raise ImageError(
                 "unsupported_format",
@@ -98,11 +102,13 @@ def open_image(
             img.load()
             img = ImageOps.exif_transpose(img)
         except Exception as exc:
-            raise ImageError("corrupt_image", f"The image data is damaged: {exc}") from None
+            log.info("damaged image data: %s: %s", type(exc).__name__, exc)
+            raise ImageError("corrupt_image", "The image data is damaged.") from None
     try:
         return _to_rgb(img)
     except Exception as exc:  # a mode Pillow cannot convert (e.g. a LAB TIFF) is not a 500
-        raise ImageError("unsupported_format", f"Image mode {img.mode} cannot be read: {exc}") from None
+        log.info("image mode %s not converted: %s: %s", img.mode, type(exc).__name__, exc)
+        raise ImageError("unsupported_format", f"Image mode {img.mode} cannot be read.") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -112,12 +118,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return img
     if mode.startswith("I") or mode == "F":
         # 16/32-bit greyscale: scale to 8 bits instead of clipping to white.
-        arr = np.asarray(img, dtype=np.float64)
-        top = 1.0 if mode == "F" and arr.max(initial=0) <= 1.0 else 65535.0
-        if mode == "I" and arr.max(initial=0) <= 255:
-            top = 255.0
-        arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, mode="L").convert("RGB")
+        return Image.fromarray(_grey_to_8bit(np.asarray(img), mode), mode="L").convert("RGB")
     if mode == "P" or mode in ("LA", "La", "PA", "RGBa"):
         img = img.convert("RGBA")
     if img.mode == "RGBA":
@@ -125,6 +126,28 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         canvas.paste(img, mask=img.getchannel("A"))
         return canvas
     return img.convert("RGB")
+
+
+# Rows converted at a time from 16/32-bit greyscale: the float32 temporaries stay a few MB
+# whatever the canvas (a flat 8000x8000 16-bit PNG is a few KB upload and 128 MB decoded).
+_GREY_ROWS = 256
+
+
+def _grey_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
+    """16/32-bit greyscale pixels -> uint8, by blocks of rows (no full-size float copy)."""
+    peak = float(arr.max(initial=0))
+    top = 1.0 if mode == "F" and peak <= 1.0 else 65535.0
+    if mode == "I" and peak <= 255:
+        top = 255.0
+    out = np.empty(arr.shape, dtype=np.uint8)
+    for start in range(0, arr.shape[0], _GREY_ROWS):
+        block = arr[start : start + _GREY_ROWS]
+        if block.dtype.kind in "iu":  # exact integer scaling: x * 255 // top
+            scaled = np.clip(block.astype(np.int64), 0, int(top)) * 255 // int(top)
+        else:
+            scaled = np.clip(block.astype(np.float32) * np.float32(255.0 / top), 0, 255)
+        out[start : start + _GREY_ROWS] = scaled
+    return out
 
 
 def to_model_input(img: Image.Image, size: int) -> np.ndarray:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -27,6 +31,8 @@ class Storage(Protocol):
     def exists(self, uri: str) -> bool: ...
     def list_files(self, uri: str) -> list[FileInfo]: ...
     def delete_prefix(self, uri: str) -> None: ...
+    def read_with_token(self, uri: str) -> tuple[bytes, str] | None: ...
+    def write_if_unchanged(self, uri: str, data: bytes, token: str | None) -> bool: ...
 
 
 class StorageError(RuntimeError):
@@ -80,7 +86,55 @@ os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
 
 
+# A lock file older than this was left by a killed writer (a guarded write takes milliseconds).
+LOCK_STALE_S = 30.0
+_LOCK_WAIT_S, _LOCK_POLL_S = 10.0, 0.02
+
+
 class LocalStorage:
+    def read_with_token(self, uri: str) -> tuple[bytes, str] | None:
+        """The file and a token of its content (its SHA-256); None when it does not exist."""
+        try:
+            data = self.read_bytes(uri)
+        except FileNotFoundError:
+            return None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def write_if_unchanged(self, uri: str, data: bytes, token: str | None) -> bool:
+        """Write only if the file still has the content `token` names (None: still absent);
+        under a lock file, so two writers cannot both pass the check. False: it changed."""
+        with self._locked(Path(local_path(uri))):
+            now = self.read_with_token(uri)
+            if (now[1] if now else None) != token:
+                return False
+            self.write_bytes(uri, data)
+            return True
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _locked(path: Path) -> Iterator[None]:
+        lock = path.with_name(f".{path.name}.lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                os.close(fd)
+                break
+            except FileExistsError:
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - lock.stat().st_mtime > LOCK_STALE_S:
+                        lock.unlink()  # a killed writer's
+                        continue
+                if time.monotonic() > deadline:
+                    raise StorageError(f"{lock} is held for more than {_LOCK_WAIT_S:.0f} s") from None
+                time.sleep(_LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
     def read_bytes(self, uri: str) -> bytes:
         return Path(local_path(uri)).read_bytes()
 
@@ -186,6 +240,43 @@ class S3Storage:
     def write_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = self._split(uri)
         self._call("write", uri, self._client.put_object, Bucket=bucket, Key=key, Body=data)
+
+    def read_with_token(self, uri: str) -> tuple[bytes, str] | None:
+        """The object and its ETag; None when it does not exist."""
+        from botocore.exceptions import ClientError
+
+        bucket, key = self._split(uri)
+
+        def get() -> tuple[bytes, str] | None:
+            try:
+                got = self._client.get_object(Bucket=bucket, Key=key)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise
+            return got["Body"].read(), got["ETag"]
+
+        return self._call("read", uri, get)
+
+    def write_if_unchanged(self, uri: str, data: bytes, token: str | None) -> bool:
+        """A conditional PUT: If-Match the ETag read before (If-None-Match: * when there was no
+        object). S3 itself refuses the write if another writer came first. False: it changed."""
+        from botocore.exceptions import ClientError
+
+        bucket, key = self._split(uri)
+        condition = {"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}
+
+        def put() -> bool:
+            try:
+                self._client.put_object(Bucket=bucket, Key=key, Body=data, **condition)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise
+            return True
+
+        return self._call("write", uri, put)
 
     def exists(self, uri: str) -> bool:
         from botocore.exceptions import ClientError

@@ -24,6 +24,8 @@ def main() -> None:
         log_level=settings.log_level.lower(),
         log_config=None,
         access_log=False,
+        # Beyond this many connections or requests in progress, uvicorn answers 503 at once.
+        limit_concurrency=settings.max_connections,
     )
 
 

@@ -48,7 +48,13 @@ def require_admin(
     response_model=ReloadResponse,
     include_in_schema=True,
     summary="Load the version CURRENT names now (also retries a refused one)",
-    responses={401: {}, 403: {}, 404: {}, 409: {"description": "the bundle was refused"}},
+    responses={
+        401: {},
+        403: {},
+        404: {},
+        409: {"description": "the bundle was refused"},
+        503: {"description": "the store or CURRENT cannot be read now; retry later"},
+    },
 )
 async def reload(request: Request, _: Annotated[None, Depends(require_admin)]) -> ReloadResponse:
     outcome = await asyncio.to_thread(request.app.state.reloader.reload, retry_refused=True)
@@ -57,5 +63,12 @@ async def reload(request: Request, _: Annotated[None, Depends(require_admin)]) -
             409,
             "bundle_refused",
             f"version {outcome.current} refused: {outcome.error}; still serving {outcome.serving}",
+        )
+    if outcome.status == "unavailable":
+        raise ApiError(
+            503,
+            "store_unavailable",
+            f"the bundle store cannot be read now ({outcome.error}); still serving {outcome.serving}",
+            {"Retry-After": "5"},
         )
     return ReloadResponse(status=outcome.status, serving=outcome.serving, current=outcome.current)

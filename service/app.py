@@ -74,8 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(page_router)
     app.add_route("/metrics", service_metrics.response, include_in_schema=False)
     # The last added runs first: CORS, request id, HTTP metrics and access log, API keys and
-    # rate limit, model version header, upload limit, then the app.
-    app.add_middleware(UploadLimitMiddleware, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    # rate limit, model version header, upload limit and body deadline, then the app.
+    app.add_middleware(
+        UploadLimitMiddleware,
+        max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+        body_timeout_s=settings.body_read_timeout_s,
+    )
     app.add_middleware(ModelVersionHeader)
     app.add_middleware(DocsPolicy)
     app.add_middleware(

@@ -3,6 +3,7 @@ micro-batched on one thread, then project and classify with the classifier's own
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 
@@ -10,7 +11,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from models.classifier import Classification, Classifier
-from service.batching import MicroBatcher
+from service.batching import MicroBatcher, Overloaded
 from service.settings import Settings
 
 
@@ -28,6 +29,12 @@ class InferencePipeline:
             max_queue=settings.max_queue_depth,
             on_batch=on_batch,
         )
+        # Decoding runs in the thread pool (40 threads): without a bound, 40 uploads of a
+        # 64 Mpx canvas decode at once, ~0.5 GB each. Photos beyond the limit wait their turn;
+        # beyond max_queue_depth waiting, they are refused (503) rather than queued unbounded.
+        self._decodes = asyncio.Semaphore(settings.max_concurrent_decodes)
+        self._max_decode_waiting = settings.max_queue_depth
+        self._decode_waiting = 0
 
     @property
     def queue_depth(self) -> int:
@@ -45,8 +52,21 @@ class InferencePipeline:
 
     async def features(self, classifier: Classifier, photo: bytes) -> np.ndarray:
         """Raises ImageError (bad photo) or service.batching.Overloaded (queue full)."""
-        inputs = await run_in_threadpool(classifier.preprocess, photo)
+        inputs = await self._decode(classifier, photo)
         return await self._batcher.submit(inputs, key=classifier)
+
+    async def _decode(self, classifier: Classifier, photo: bytes) -> np.ndarray:
+        if self._decodes.locked() and self._decode_waiting >= self._max_decode_waiting:
+            raise Overloaded(f"{self._decode_waiting} photos are already waiting to be decoded")
+        self._decode_waiting += 1
+        try:
+            await self._decodes.acquire()
+        finally:
+            self._decode_waiting -= 1
+        try:
+            return await run_in_threadpool(classifier.preprocess, photo)
+        finally:
+            self._decodes.release()
 
     async def classify(self, classifier: Classifier, photo: bytes, top_k: int) -> Classification:
         features = await self.features(classifier, photo)

@@ -1,7 +1,8 @@
-"""ASGI middleware that refuses request bodies over the upload limit before they are read."""
+"""ASGI middleware that bounds request bodies: over the upload limit (413), or too slow to arrive (408)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 
@@ -11,26 +12,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-class _BodyTooLarge(Exception):
-    """Raised from `receive` once the streamed body passes the limit."""
+class _BodyRefused(Exception):
+    """Raised from `receive` once the streamed body passes the limit or its deadline."""
 
 
-def _too_large_body(limit: int) -> bytes:
-    message = f"The request body is larger than {limit} bytes."
-    return json.dumps({"error": {"code": "file_too_large", "message": message}}).encode()
+def _error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
 class UploadLimitMiddleware:
-    """413 JSON for bodies over `max_body_bytes`.
+    """413 JSON for bodies over `max_body_bytes`, 408 JSON for bodies not received in time.
 
     A declared Content-Length over the limit is refused before a byte of the body is read;
     a chunked body is counted as it streams and refused as soon as it passes the limit, so
-    memory and temporary disk stay bounded whatever the client declares.
+    memory and temporary disk stay bounded whatever the client declares. The whole body must
+    arrive within `body_timeout_s` of the request's start: a client trickling a byte every few
+    seconds gets 408 and its connection closed instead of holding it (and a spooled file).
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,39 +42,59 @@ class UploadLimitMiddleware:
         limit = self.max_body_bytes
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _send_413(send, limit)
+            await _send_error(send, *_too_large(limit))
             return
 
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout_s
         received = 0
-        exceeded = False
+        body_done = False
+        refusal: tuple[int, bytes] | None = None
         response_started = False
 
-        async def counting_receive() -> Message:
-            nonlocal received, exceeded
-            message = await receive()
+        async def guarded_receive() -> Message:
+            nonlocal received, body_done, refusal
+            if body_done:  # after the body only http.disconnect comes: no deadline on that
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                refusal = _too_slow(self.body_timeout_s)
+                raise _BodyRefused from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    exceeded = True
-                    raise _BodyTooLarge
+                    refusal = _too_large(limit)
+                    raise _BodyRefused
+                body_done = not message.get("more_body", False)
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal response_started
-            if exceeded:
-                # The app turned our exception into its own error response: answer 413 instead.
+            if refusal is not None:
+                # The app turned our exception into its own error response: send ours instead.
                 if not response_started:
                     response_started = True
-                    await _send_413(send, limit)
+                    await _send_error(send, *refusal)
                 return
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
 
-        with contextlib.suppress(_BodyTooLarge):
-            await self.app(scope, counting_receive, guarded_send)
-        if exceeded and not response_started:
-            await _send_413(send, limit)
+        with contextlib.suppress(_BodyRefused):
+            await self.app(scope, guarded_receive, guarded_send)
+        if refusal is not None and not response_started:
+            await _send_error(send, *refusal)
+
+
+def _too_large(limit: int) -> tuple[int, bytes]:
+    return 413, _error_body("file_too_large", f"The request body is larger than {limit} bytes.")
+
+
+def _too_slow(timeout_s: float) -> tuple[int, bytes]:
+    return 408, _error_body(
+        "request_timeout", f"The request body did not arrive within {timeout_s:g} seconds."
+    )
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -84,12 +107,11 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_413(send: Send, limit: int) -> None:
-    body = _too_large_body(limit)
+async def _send_error(send: Send, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

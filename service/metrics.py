@@ -52,7 +52,7 @@ class ServiceMetrics:
         self.model.info(
             {
                 "version": classifier.version,
-                "weights": spec.weights,
+                "weights": spec.public_weights,  # never a path or a bucket
                 "featurizer": spec.name,
                 "image_size": str(spec.image_size),
                 "precision": classifier.featurizer.precision,

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from models.bundle import BundleError
 from models.catalog import localize
 from models.classifier import Classification, Classifier, ClassMatch
+from models.featurizer import public_weights
 from models.manifest import RANDOM_WEIGHTS_WARNING
 from models.storage import StorageUnavailable
 from service import schemas
@@ -109,13 +110,6 @@ async def _upload_and_model(request: Request, file: UploadFile | None) -> tuple[
     if len(data) > limit:
         raise ApiError(413, "file_too_large", f"The file is larger than {limit} bytes.")
     return data, _classifier(request)
-
-
-def public_weights(spec: str) -> str:
-    """imagenet and random:SEED as they are; a weights file by its name, never its path."""
-    if spec == "imagenet" or spec.startswith("random:"):
-        return spec
-    return spec.rstrip("/").rsplit("/", 1)[-1]
 
 
 def model_ref(c: Classifier) -> schemas.ModelRef:

@@ -115,7 +115,8 @@ class ClassMatch(BaseModel):
 class ModelRef(BaseModel):
     version: str = Field(description="the bundle version", examples=["20261125T043000Z-1a2b3c"])
     weights: str = Field(
-        description="imagenet, random:SEED, or the weights file's name (not its path)", examples=["imagenet"]
+        description="imagenet, random:SEED, or file (a weights file: see weights_sha256)",
+        examples=["imagenet"],
     )
     weights_sha256: str = Field(description="SHA-256 over the weight tensors", examples=["9f2c" + "0" * 60])
     random_weights: bool = Field(description="true: a demo/test model, NOT trained", examples=[False])

@@ -41,6 +41,25 @@ class Settings(BaseSettings):
     max_queue_depth: int = Field(
         64, ge=1, description="photos waiting for the model beyond which requests get 503"
     )
+    # Uploads and connections: memory and sockets stay bounded whatever the clients do.
+    max_concurrent_decodes: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="photos decoded and preprocessed at once; a 64 Mpx canvas takes ~0.5 GB while "
+        "it decodes, so this bounds the decoding memory (others wait, within max_queue_depth)",
+    )
+    body_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a client has to send a whole request body; later: 408 and the "
+        "connection is closed (a client trickling bytes holds no socket or spooled file for long)",
+    )
+    max_connections: int = Field(
+        256,
+        ge=1,
+        description="open connections (and requests in progress) beyond which uvicorn answers 503",
+    )
     # Hot reload (service/reload.py): a new CURRENT version is loaded, checked, swapped in.
     reload_interval_s: float = Field(
         30.0, ge=0, description="seconds between checks of the CURRENT pointer; 0: no polling"

@@ -10,6 +10,7 @@ from models.bundle import BundleError, read_bundle
 from models.classifier import Classifier
 from models.featurizer import Featurizer, build_featurizer
 from models.preprocess import empty_scene_inputs
+from models.storage import Storage
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -20,11 +21,12 @@ def load_classifier(
     version: str | None = None,
     reuse: Featurizer | None = None,
     model_lock: threading.Lock | None = None,
+    storage: Storage | None = None,
 ) -> Classifier:
     """Read + validate a bundle, build (or reuse) the matching model; raises BundleError.
 
     A reused model is also serving requests: its calls here run under `model_lock`."""
-    bundle = read_bundle(settings.artifacts_uri, version)
+    bundle = read_bundle(settings.artifacts_uri, version, storage=storage)
     spec = bundle.manifest.featurizer.with_weights_file(settings.weights_file)
     shared = reuse is not None and reuse.spec == spec
     featurizer = reuse if shared else build_featurizer(spec, threads=settings.tf_threads)

@@ -64,13 +64,14 @@ def encode(img, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return struct.pack(">I", len(data)) + kind + data + crc
+
+
 def png_declaring(width: int, height: int) -> bytes:
     """A ~60-byte PNG whose header claims width x height (a decompression bomb's shape)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        return struct.pack(">I", len(data)) + kind + data + crc
-
+    chunk = _png_chunk
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
@@ -78,6 +79,27 @@ def png_declaring(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+def flat_png16(width: int, height: int, level: int = 0x9ABC) -> bytes:
+    """A valid 16-bit greyscale PNG of one flat grey: ~140 KB at 8000x8000, 128 MB decoded."""
+    row = b"\x00" + level.to_bytes(2, "big") * width  # filter byte "none", then the pixels
+    packer = zlib.compressobj(9)
+    idat = b"".join([packer.compress(row) for _ in range(height)] + [packer.flush()])
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def process_memory_mb(pid: int) -> dict[str, float]:
+    """A live process's resident memory from /proc: {"VmRSS": now, "VmHWM": peak}, in MB."""
+    with open(f"/proc/{pid}/status") as fh:
+        fields = dict(line.split(":", 1) for line in fh.read().splitlines() if ":" in line)
+    return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
 
 
 __all__ = ["REPO_ROOT", "free_port", "running_service", "stop_process", "wait_ready"]

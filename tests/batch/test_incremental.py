@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -130,3 +131,43 @@ def copy_photos_named(photos: Path, label: str, indices: range) -> list[Path]:
         out.append(photos / label / sources[i].name)
         shutil.copy(sources[i], out[-1])
     return out
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_photo_rewritten_with_its_size_and_mtime_kept_is_featurized_again(spark, tmp_path):
+    from PIL import Image
+
+    # Uncompressed PNGs of one size have one file size: a rewrite cannot be told by mtime+size.
+    photos = tmp_path / "photos"
+    sources = {label: fixture_photos("Training", label)[:3] for label in ("Banana", "Kiwi")}
+    for label, paths in sources.items():
+        (photos / label).mkdir(parents=True)
+        for p in paths:
+            Image.open(p).convert("RGB").resize((64, 64)).save(
+                photos / label / f"{p.stem}.png", compress_level=0
+            )
+    root = tmp_path / "bundles"
+    config = JobConfig(
+        input_uri=str(photos),
+        output_uri=str(root),
+        spec=FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE),
+        incremental=True,
+        augment=AugmentSpec(views=0),
+    )
+    first = run_job(config, spark)
+    target = sorted((photos / "Banana").glob("*.png"))[0]
+    donor = sorted((photos / "Kiwi").glob("*.png"))[0]
+    before = target.stat()
+    target.write_bytes(donor.read_bytes())  # a kiwi's pixels under the banana's name
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+    second = run_job(config, spark)
+    assert (second.manifest.refresh.reused, second.manifest.refresh.featurized) == (5, 1)
+    new = features_of(root, second.version)
+    # Its features now are the donor's (same bytes, same model), not the stale banana's.
+    np.testing.assert_allclose(new.loc[str(target), "features"], new.loc[str(donor), "features"], atol=1e-5)
+    assert not np.allclose(
+        new.loc[str(target), "features"], features_of(root, first.version).loc[str(target), "features"]
+    )

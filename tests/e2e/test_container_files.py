@@ -113,3 +113,23 @@ def test_compose_service_settings_are_real_settings():
 def test_the_cli_check_above_can_fail(flag):
     with pytest.raises((SystemExit, ValueError)):
         config_from_args(build_parser().parse_args(["--input", "a", "--output", "b", flag]))
+
+
+def test_compose_publishes_ports_on_loopback_only():
+    published = [(name, port) for name, svc in COMPOSE["services"].items() for port in svc.get("ports", [])]
+    assert published, "nothing published: the test would pass vacuously"
+    for name, port in published:
+        assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_the_job_container_has_no_service_healthcheck():
+    # The Dockerfile's HEALTHCHECK probes the service's port: a job container would be "unhealthy".
+    assert "HEALTHCHECK" in DOCKERFILE
+    assert COMPOSE["services"]["job"].get("healthcheck") == {"disable": True}
+
+
+def test_the_compose_env_file_is_git_ignored():
+    import subprocess
+
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=REPO_ROOT, check=False)
+    assert ignored.returncode == 0, ".env (compose's credentials) is not git-ignored"

@@ -21,6 +21,7 @@ from models.bundle import (
     prune_versions,
     publish,
     read_bundle,
+    read_manifest,
     write_version,
 )
 from models.featurizer import FeaturizerSpec
@@ -194,3 +195,33 @@ def test_versions_are_listed_under_a_root_that_itself_contains_versions(tmp_path
     assert list_versions(f"file://{root}") == [old.version, new.version]
     prune_versions(str(root), keep_versions=1, keep=new.version)
     assert list_versions(str(root)) == [new.version]
+
+
+@pytest.mark.parametrize("bad", [".", "..", ".hidden", "-flag", "a/b", "", "x" * 101])
+def test_a_version_id_is_one_plain_path_segment(tmp_path, bad):
+    (tmp_path / "CURRENT").write_text(bad + "\n")
+    with pytest.raises(BundleError, match="invalid version id"):
+        current_version(str(tmp_path))
+    with pytest.raises(BundleError):
+        read_bundle(str(tmp_path))
+    with pytest.raises(BundleError, match="not a version id"):
+        read_manifest(str(tmp_path), bad)
+
+
+def test_read_errors_name_the_file_but_no_path(tmp_path):
+    b = make_bundle()
+    write_version(str(tmp_path), b)
+    publish(str(tmp_path), b.version)
+    (tmp_path / "versions" / b.version / "thresholds.npy").unlink()
+    with pytest.raises(BundleError) as refused:
+        read_bundle(str(tmp_path))
+    assert "thresholds.npy" in str(refused.value)
+    assert str(tmp_path) not in str(refused.value)
+
+
+def test_a_catalog_with_wrong_types_is_refused_at_load(tmp_path):
+    b = make_bundle()
+    b.catalog["A"]["names"] = {"en": 7}  # /v1/classes would answer 500 with this
+    write_version(str(tmp_path), b)
+    with pytest.raises(BundleError, match="invalid catalog.json"):
+        read_bundle(str(tmp_path), b.version)

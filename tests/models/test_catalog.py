@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,8 +15,10 @@ from models.catalog import (
     build_catalog,
     default_catalog,
     default_fruits,
+    load_overrides,
     localize,
     negotiate_language,
+    validate_entries,
 )
 from tests.support import REPO_ROOT, TEST_DATA
 
@@ -97,3 +100,48 @@ def test_overrides_and_unknown_labels():
 def test_class_list_matches_the_dataset_folders():
     for split in ("Training", "Test"):
         assert sorted(p.name for p in (FULL_DATA / split).iterdir() if p.is_dir()) == CLASSES, split
+
+
+BAD_OVERRIDES = {
+    "fact not text": {"Kiwi": {"fact": 5}},
+    "names not text": {"Kiwi": {"names": {"en": 3}}},
+    "names not a map": {"Kiwi": {"names": ["Kiwi"]}},
+    "unknown kind": {"Kiwi": {"kind": "mineral"}},
+    "empty display name": {"Kiwi": {"display_name": ""}},
+    "entry not an object": {"Kiwi": "a kiwi"},
+}
+
+
+@pytest.mark.parametrize("overrides", BAD_OVERRIDES.values(), ids=list(BAD_OVERRIDES))
+def test_overrides_of_the_wrong_type_are_refused_when_read(overrides):
+    with pytest.raises(ValueError, match="Kiwi"):
+        load_overrides(json.dumps(overrides).encode())
+
+
+TYPE_ERRORS = ["fact not text", "names not text", "names not a map", "entry not an object"]
+
+
+@pytest.mark.parametrize("case", TYPE_ERRORS)
+def test_the_type_errors_refused_here_would_fail_the_service_schema(case):
+    # What the job now refuses up front used to reach /v1/classes as a 500.
+    from service.schemas import ClassInfo
+
+    entry = BAD_OVERRIDES[case]["Kiwi"]
+    merged = {**default_catalog()["Kiwi"], **entry} if isinstance(entry, dict) else entry
+    with pytest.raises(ValueError):
+        ClassInfo.model_validate(merged)
+
+
+def test_every_entry_the_catalog_accepts_makes_a_service_class_info():
+    from service.schemas import ClassInfo
+
+    for label, info in default_catalog().items():
+        validate_entries({label: info})
+        ClassInfo.model_validate(info)
+
+
+def test_good_overrides_still_pass():
+    overrides = load_overrides(
+        b'{"Kiwi": {"fact": "x", "names": {"de": "Kiwi"}}, "New": {"display_name": "N"}}'
+    )
+    assert build_catalog(["Kiwi"], overrides)["Kiwi"]["names"] == {"de": "Kiwi"}
