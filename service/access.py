@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import threading
 import time
@@ -12,6 +11,8 @@ from collections.abc import Callable
 
 from fastapi.security import APIKeyHeader
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.errors import error_response
 
 API_KEY_HEADER = "X-API-Key"
 # For the OpenAPI schema (Swagger UI's "Authorize", generated clients); ApiAccessMiddleware checks.
@@ -82,7 +83,8 @@ class ApiAccessMiddleware:
             key = next((v for k, v in scope["headers"] if k == b"x-api-key"), b"").decode("latin-1")
             digest = key_digest(key) if key else ""
             if digest not in self.key_digests:
-                await _error(send, 401, "unauthorized", f"A valid {API_KEY_HEADER} header is required.")
+                message = f"A valid {API_KEY_HEADER} header is required."
+                await error_response(401, "unauthorized", message)(scope, receive, send)
                 return
             client = "key:" + digest
         if self.limiter is not None:
@@ -91,22 +93,8 @@ class ApiAccessMiddleware:
             if wait > 0:
                 retry = str(max(1, math.ceil(wait)))
                 message = f"Too many requests; retry in {retry} s."
-                await _error(send, 429, "rate_limited", message, [(b"retry-after", retry.encode())])
+                await error_response(429, "rate_limited", message, {"retry-after": retry})(
+                    scope, receive, send
+                )
                 return
         await self.app(scope, receive, send)
-
-
-async def _error(send: Send, status: int, code: str, message: str, headers: list | None = None) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

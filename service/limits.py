@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import error_response
 
 # Room for the multipart envelope around the photo: boundaries, part headers, a long file name.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -14,10 +16,6 @@ MULTIPART_OVERHEAD = 64 * 1024
 
 class _BodyRefused(Exception):
     """Raised from `receive` once the streamed body passes the limit or its deadline."""
-
-
-def _error_body(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
 class UploadLimitMiddleware:
@@ -42,14 +40,14 @@ class UploadLimitMiddleware:
         limit = self.max_body_bytes
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _send_error(send, *_too_large(limit))
+            await _too_large(limit)(scope, receive, send)
             return
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.body_timeout_s
         received = 0
         body_done = False
-        refusal: tuple[int, bytes] | None = None
+        refusal: Response | None = None
         response_started = False
 
         async def guarded_receive() -> Message:
@@ -75,7 +73,7 @@ class UploadLimitMiddleware:
                 # The app turned our exception into its own error response: send ours instead.
                 if not response_started:
                     response_started = True
-                    await _send_error(send, *refusal)
+                    await refusal(scope, receive, send)
                 return
             if message["type"] == "http.response.start":
                 response_started = True
@@ -84,17 +82,20 @@ class UploadLimitMiddleware:
         with contextlib.suppress(_BodyRefused):
             await self.app(scope, guarded_receive, guarded_send)
         if refusal is not None and not response_started:
-            await _send_error(send, *refusal)
+            await refusal(scope, receive, send)
 
 
-def _too_large(limit: int) -> tuple[int, bytes]:
-    return 413, _error_body("file_too_large", f"The request body is larger than {limit} bytes.")
+# The rest of a refused body is never read: the connection cannot be reused.
+_CLOSE = {"connection": "close"}
 
 
-def _too_slow(timeout_s: float) -> tuple[int, bytes]:
-    return 408, _error_body(
-        "request_timeout", f"The request body did not arrive within {timeout_s:g} seconds."
-    )
+def _too_large(limit: int) -> Response:
+    return error_response(413, "file_too_large", f"The request body is larger than {limit} bytes.", _CLOSE)
+
+
+def _too_slow(timeout_s: float) -> Response:
+    message = f"The request body did not arrive within {timeout_s:g} seconds."
+    return error_response(408, "request_timeout", message, _CLOSE)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -105,19 +106,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-async def _send_error(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                # The rest of the body is never read: the connection cannot be reused.
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -5,28 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_web_page import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
+from tests.e2e.conftest import WAIT_MS
 from tests.support import fixture_photos
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh (make test does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=WAIT_MS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 @pytest.fixture
-def offline_page(chromium, service_url):
+def offline_page(browser, service_url):
     """A page that can reach the service only; (page, the URLs it tried to reach elsewhere)."""
-    context = chromium.new_context(viewport={"width": 1200, "height": 1400})
+    context = browser.new_context(viewport={"width": 1200, "height": 1400})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     blocked: list[str] = []
