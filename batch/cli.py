@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from batch.config import DEFAULT_AUGMENT_VIEWS, DEFAULT_VARIANCE, MAX_COMPONENTS, JobConfig
 from models.augment import AugmentSpec
+from models.faults import fault_settings
 from models.featurizer import DEFAULT_BATCH_SIZE, PRECISIONS, FeaturizerSpec
 
 if TYPE_CHECKING:  # batch.job imports Spark: only once the arguments are known good
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
+        fault_settings()  # read at start-up: a misspelt pause point fails here, not mid-run
     except ValueError as exc:
         parser.error(str(exc))
     from batch.job import run_job  # imports Spark: only once the arguments are known good

@@ -11,6 +11,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 
 from models.augment import AugmentSpec
+from models.faults import checkpoint
 from models.featurizer import Featurizer, FeaturizerSpec, build_featurizer, featurize_views
 from models.manifest import SkippedPhoto
 from models.storage import StorageUnavailable, storage_for
@@ -66,6 +67,7 @@ def _featurize_partition(
             part["features"] = [None if err else row for row, err in zip(features[:, v], errors, strict=True)]
             rows.append(part if v == 0 else part[part["error_code"].isna()])
         out = pd.concat(rows, ignore_index=True)[[f.split()[0] for f in FEATURES_SCHEMA.split(", ")]]
+        checkpoint("featurize")
         yield out
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from batch.config import JobConfig
+from models.faults import checkpoint
 from models.feedback import training_photos
 from models.storage import list_photos
 
@@ -24,6 +25,7 @@ def list_images(config: JobConfig) -> pd.DataFrame:
     if config.feedback_uri:
         # Users' corrections of classes the input has: more photos of those classes.
         photos += training_photos(config.feedback_uri, known_labels={label for _, label in photos})
+    checkpoint("listing")
     rows = [(f.uri, label, f.size, f.etag) for f, label in photos]
     return pd.DataFrame(rows, columns=["uri", "label", "size", "etag"])
 

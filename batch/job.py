@@ -37,6 +37,7 @@ from models.bundle import (
     write_version,
 )
 from models.catalog import load_overrides
+from models.faults import checkpoint
 from models.manifest import Manifest, SkippedPhoto, SparkRun
 from models.storage import StorageError, storage_for
 
@@ -110,6 +111,7 @@ def _run(spark: SparkSession, config: JobConfig, version: str, base: PointerStat
         with StageProgress(spark.sparkContext, "featurize", n, config.progress_interval_s):
             status = clock.run("featurize", n, lambda: featurized.select(*status_columns).toPandas())
         outcome = featurize_outcome(status)
+        checkpoint("featurized")
         ok = featurized.filter(F.col("features").isNotNull())
         dim = config.spec.image_size**2 * 3 if config.spec.kind == "pixels" else 2048
         projection = clock.run(

@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame
 
 from batch.fit import Projection
 from models.bundle import FEATURES_DIR, version_uri
+from models.faults import checkpoint
 from models.scoring import project
 from models.storage import join, storage_for
 
@@ -44,6 +45,7 @@ def _project_and_write_partition(
     ctx = TaskContext.get()
     uri = join(target, f"part-{ctx.partitionId() if ctx else 0:05d}.parquet")
     storage_for(uri).write_bytes(uri, buf.getvalue())
+    checkpoint("wrote:features")
     z = project(np.stack(batch["features"].to_numpy()), p.mean, p.scale, p.components)
     yield pd.DataFrame(
         {

@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from models.catalog import validate_entries
+from models.faults import checkpoint
 from models.manifest import FileEntry, Manifest
 from models.storage import Storage, StorageUnavailable, is_local, join, local_path, storage_for
 
@@ -187,12 +188,15 @@ def write_version(root: str, bundle: ArtifactBundle, storage: Storage | None = N
         data = _npy_bytes(np.asarray(arr))
         storage.write_bytes(join(vdir, f"{name}.npy"), data)
         files[f"{name}.npy"] = FileEntry(sha256=_sha256(data), bytes=len(data))
+        checkpoint(f"wrote:{name}.npy")
     catalog = json.dumps(bundle.catalog, indent=2, sort_keys=True, ensure_ascii=False).encode()
     storage.write_bytes(join(vdir, CATALOG), catalog)
     files[CATALOG] = FileEntry(sha256=_sha256(catalog), bytes=len(catalog))
+    checkpoint(f"wrote:{CATALOG}")
     bundle.manifest.files = files
     bundle.manifest.format_version = FORMAT_VERSION
     storage.write_bytes(join(vdir, MANIFEST), bundle.manifest.model_dump_json(indent=2).encode())
+    checkpoint(f"wrote:{MANIFEST}")
     return vdir
 
 
@@ -403,5 +407,6 @@ def prune_versions(
         try:
             storage.delete_prefix(version_uri(root, v))
             log.info("removed %s version %s", "old" if v in with_manifest else "incomplete", v)
+            checkpoint("retention")
         except Exception as exc:  # noqa: BLE001 - a version left behind is not worth failing for
             log.warning("could not remove version %s: %s", v, exc)

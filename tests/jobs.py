@@ -26,8 +26,12 @@ def run_on_training(spark, dataset: Path, root: Path, spec, **options):
     return run_job(config, spark)
 
 
-def start_job(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """Start `python -m batch ARGS`; stdout and stderr go to log_path."""
+def start_job(
+    args: list[str], env: dict[str, str], log_path: Path, *, own_group: bool = False
+) -> subprocess.Popen:
+    """Start `python -m batch ARGS`; stdout and stderr go to log_path. `own_group`: in a new
+    process group (its id = the job's pid) holding the job and its Spark JVM, so that one
+    killpg ends them all, as a scheduler ending a job's container does."""
     with open(log_path, "wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "batch", *args],
@@ -35,6 +39,7 @@ def start_job(args: list[str], env: dict[str, str], log_path: Path) -> subproces
             env={**os.environ, **JOB_ENV, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=own_group,
         )
 
 

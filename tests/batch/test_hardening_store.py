@@ -3,6 +3,10 @@ retention spares what running jobs need while it removes a killed job's leftover
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -22,7 +26,7 @@ from models.bundle import (
     version_uri,
     write_version,
 )
-from models.storage import join, storage_for
+from models.storage import _holder_dead, join, storage_for
 from tests.jobs import start_job
 from tests.models.test_bundle import make_bundle
 from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS
@@ -81,6 +85,28 @@ def test_of_concurrent_publishers_on_one_base_exactly_one_wins(tmp_path):
     winners = [v for v, o in outcomes.items() if o == "published"]
     assert len(outcomes) == 8 and len(winners) == 1, outcomes
     assert current_version(root) == winners[0]
+
+
+def test_a_publish_lock_left_by_a_killed_writer_is_taken_over_at_once(tmp_path):
+    root = str(tmp_path)
+    v1 = written(root)
+    publish(root, v1)
+    base = pointer_state(root)
+    # A writer killed while it held the lock: a pid of this host that no longer runs, and a
+    # lock file seconds old (LOCK_STALE_S would keep it for 30 s, past the 10 s a publish waits).
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock = tmp_path / ".CURRENT.lock"
+    lock.write_text(f"{socket.gethostname()} {gone.pid}\n")
+    v2 = written(root)
+    publish(root, v2, expected=base)
+    assert current_version(root) == v2
+    assert not lock.exists()
+    # Only a dead holder of this host loses its lock: a live one, or one of another host, keeps it.
+    lock.write_text(f"{socket.gethostname()} {os.getppid()}\n")
+    assert not _holder_dead(lock)
+    lock.write_text(f"another-host {gone.pid}\n")
+    assert not _holder_dead(lock)
 
 
 def test_retention_spares_running_jobs_and_removes_a_killed_jobs_folder(tmp_path):
