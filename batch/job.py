@@ -21,7 +21,7 @@ from batch.incremental import refresh_features
 from batch.progress import StageClock, StageProgress
 from batch.report import run_report
 from batch.session import spark_session, threads_per_task
-from batch.weights import ShippedWeights, shipped_weights
+from batch.weights import ShippedWeights, ship_weights
 from batch.write import project_and_write
 from models.bundle import (
     ArtifactBundle,
@@ -71,10 +71,8 @@ def run_job(config: JobConfig, spark: SparkSession | None = None) -> JobResult:
     take_lease(root, version, storage)
     try:
         # The weights are resolved once, here on the driver, and Spark serves them to the
-        # executors: they need no internet and no access to the weights' store. The copy lives
-        # until the end of the run (a lost cached partition is featurized again).
-        with shipped_weights(spark, config.spec) as weights:
-            return _run(spark, config, version, base, weights)
+        # executors: they need no internet and no access to the weights' store.
+        return _run(spark, config, version, base, ship_weights(spark, config.spec))
     except Exception as exc:
         # The pointer was not moved; drop the half-written version so it cannot be mistaken.
         try:

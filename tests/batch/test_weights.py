@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from batch.featurize import FeaturizeError, featurize_images, featurize_outcome
-from batch.weights import ShippedWeights, shipped_weights
+from batch.weights import ShippedWeights, ship_weights
 from models.featurizer import FeaturizerSpec, build_featurizer, featurize_bytes
 from tests.support import TEST_IMAGE_SIZE, fixture_photos
 
@@ -34,16 +34,14 @@ def test_executors_featurize_with_the_drivers_copy_after_the_store_is_gone(spark
     reference._model.save_weights(store / "resnet.weights.h5")
     spec = FeaturizerSpec("resnet50", str(store / "resnet.weights.h5"), TEST_IMAGE_SIZE)
     photos = fixture_photos("Training", "Kiwi")[:3]
-    with shipped_weights(spark, spec) as shipped:
-        driver_copy = Path(shipped.local_copy())
-        shutil.rmtree(store)  # from here on, only Spark's copy exists
-        rows = featurize_images(_photos_frame(spark, photos), spec, threads=1, batch_size=8, weights=shipped)
-        rows = rows.toPandas().sort_values("uri")
+    shipped = ship_weights(spark, spec)
+    shutil.rmtree(store)  # from here on, only Spark's copy exists
+    rows = featurize_images(_photos_frame(spark, photos), spec, threads=1, batch_size=8, weights=shipped)
+    rows = rows.toPandas().sort_values("uri")
     assert shipped.sha256 == reference.weights_sha256
     assert rows["weights_sha256"].tolist() == [reference.weights_sha256] * 3
     expected, _ = featurize_bytes(reference, [p.read_bytes() for p in photos])
     np.testing.assert_allclose(np.stack(rows["features"].to_list()), expected, atol=1e-4)
-    assert driver_copy.name == shipped.name
 
 
 @pytest.mark.spark
@@ -51,26 +49,17 @@ def test_executors_featurize_with_the_drivers_copy_after_the_store_is_gone(spark
 def test_a_shipped_copy_that_does_not_match_the_drivers_digest_fails_the_task(spark, reference, tmp_path):
     reference._model.save_weights(tmp_path / "resnet.weights.h5")
     spec = FeaturizerSpec("resnet50", str(tmp_path / "resnet.weights.h5"), TEST_IMAGE_SIZE)
-    with shipped_weights(spark, spec) as shipped:
-        forged = ShippedWeights(name=shipped.name, sha256="0" * 64)
-        rows = featurize_images(
-            _photos_frame(spark, fixture_photos("Training", "Kiwi")[:1]),
-            spec,
-            threads=1,
-            batch_size=8,
-            weights=forged,
-        )
-        with pytest.raises(
-            Exception, match=f"WeightsMismatch: .*{reference.weights_sha256}, expected 0{{64}}"
-        ):
-            rows.toPandas()
+    shipped = ship_weights(spark, spec)
+    forged = ShippedWeights(name=shipped.name, sha256="0" * 64)
+    photos = _photos_frame(spark, fixture_photos("Training", "Kiwi")[:1])
+    rows = featurize_images(photos, spec, threads=1, batch_size=8, weights=forged)
+    with pytest.raises(Exception, match=f"WeightsMismatch: .*{reference.weights_sha256}, expected 0{{64}}"):
+        rows.toPandas()
 
 
 def test_nothing_is_shipped_for_random_weights_or_pixels():
-    with shipped_weights(None, FeaturizerSpec("resnet50", "random:3", TEST_IMAGE_SIZE)) as random:
-        assert random is None
-    with shipped_weights(None, FeaturizerSpec.parse("pixels:8", "none", None)) as pixels:
-        assert pixels is None
+    assert ship_weights(None, FeaturizerSpec("resnet50", "random:3", TEST_IMAGE_SIZE)) is None
+    assert ship_weights(None, FeaturizerSpec.parse("pixels:8", "none", None)) is None
 
 
 def test_features_made_with_other_weights_than_the_drivers_are_refused():
