@@ -10,6 +10,7 @@ from functools import partial
 import pandas as pd
 from pyspark.sql import DataFrame
 
+from batch.weights import ShippedWeights
 from models.augment import AugmentSpec
 from models.faults import checkpoint
 from models.featurizer import Featurizer, FeaturizerSpec, build_featurizer, featurize_views
@@ -22,13 +23,23 @@ FEATURES_SCHEMA = (
 )
 
 # Lives as long as the Python worker (spark.python.worker.reuse): built once, used by all tasks.
-_FEATURIZERS: dict[FeaturizerSpec, Featurizer] = {}
+_FEATURIZERS: dict[tuple[FeaturizerSpec, ShippedWeights | None], Featurizer] = {}
 
 
-def cached_featurizer(spec: FeaturizerSpec, threads: int | None) -> Featurizer:
-    if spec not in _FEATURIZERS:
-        _FEATURIZERS[spec] = build_featurizer(spec, threads=threads)
-    return _FEATURIZERS[spec]
+def cached_featurizer(
+    spec: FeaturizerSpec, threads: int | None, weights: ShippedWeights | None = None
+) -> Featurizer:
+    """This worker's model; with shipped weights, built from the driver's copy and refused
+    (WeightsMismatch, failing the task) unless its tensors hash to the driver's digest."""
+    key = (spec, weights)
+    if key not in _FEATURIZERS:
+        if weights is None:
+            _FEATURIZERS[key] = build_featurizer(spec, threads=threads)
+        else:
+            _FEATURIZERS[key] = build_featurizer(
+                spec, threads=threads, weights_file=weights.local_copy(), expected_sha256=weights.sha256
+            )
+    return _FEATURIZERS[key]
 
 
 def _featurize_partition(
@@ -37,8 +48,9 @@ def _featurize_partition(
     threads: int | None,
     batch_size: int,
     augment: AugmentSpec,
+    weights: ShippedWeights | None,
 ) -> Iterator[pd.DataFrame]:
-    featurizer = cached_featurizer(spec, threads)
+    featurizer = cached_featurizer(spec, threads, weights)
     for batch in batches:
         photos, read_errors = [], {}
         for i, uri in enumerate(batch["uri"]):
@@ -78,10 +90,13 @@ def featurize_images(
     threads: int | None,
     batch_size: int,
     augment: AugmentSpec | None = None,
+    weights: ShippedWeights | None = None,
 ) -> DataFrame:
     """uri, label, etag -> + sha256, view, features (NULL when skipped), error_code, error.
 
     One row per photo and view: view 0 is the photo, 1..augment.views its augmented views.
+    `weights`: the driver's copy of spec's weights (batch.weights); None: random weights or
+    pixels, which the executors make themselves.
     """
     fn = partial(
         _featurize_partition,
@@ -89,6 +104,7 @@ def featurize_images(
         threads=threads,
         batch_size=batch_size,
         augment=augment or AugmentSpec(),
+        weights=weights,
     )
     return images.mapInPandas(fn, schema=FEATURES_SCHEMA)
 
@@ -105,10 +121,11 @@ class FeaturizeOutcome:
     skipped: list[SkippedPhoto]
 
 
-def featurize_outcome(status: pd.DataFrame) -> FeaturizeOutcome:
+def featurize_outcome(status: pd.DataFrame, expected_sha256: str | None = None) -> FeaturizeOutcome:
     """From the (uri, view, error_code, error, weights_sha256, precision) of every row: what was
     skipped, and the proof that every executor ran the same model in the same precision (an
-    executor without bfloat16 falls back to fp32: mixed features); raises FeaturizeError."""
+    executor without bfloat16 falls back to fp32: mixed features), the one the driver resolved
+    when it shipped the weights (expected_sha256); raises FeaturizeError."""
     failed = status[status["error_code"].notna()].sort_values("uri")
     skipped = [SkippedPhoto(uri=r.uri, code=r.error_code, error=r.error) for r in failed.itertuples()]
     ok = status[status["error_code"].isna()]
@@ -117,6 +134,11 @@ def featurize_outcome(status: pd.DataFrame) -> FeaturizeOutcome:
     weights = ok["weights_sha256"].unique().tolist()
     if len(weights) != 1:
         raise FeaturizeError(f"executors ran different weights: {sorted(weights)}")
+    if expected_sha256 is not None and weights[0] != expected_sha256:
+        # Reused features (--incremental) of a version made with other weights of the same spec.
+        raise FeaturizeError(
+            f"features made with weights {weights[0]}, the driver resolved {expected_sha256}"
+        )
     precisions = ok["precision"].unique().tolist()
     if len(precisions) != 1:
         raise FeaturizeError(

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 from batch.config import JobConfig
 from batch.featurize import featurize_images
 from batch.images import images_frame
+from batch.weights import ShippedWeights
 from models.bundle import FEATURES_DIR, current_version, read_manifest, version_uri
 from models.manifest import Manifest, Refresh
 from models.preprocess import PREPROCESSING_VERSION
@@ -86,9 +87,14 @@ def _previous_version(config: JobConfig) -> tuple[str | None, Manifest | None, s
 
 
 def refresh_features(
-    spark: SparkSession, config: JobConfig, listing: pd.DataFrame, threads: int
+    spark: SparkSession,
+    config: JobConfig,
+    listing: pd.DataFrame,
+    threads: int,
+    weights: ShippedWeights | None = None,
 ) -> tuple[DataFrame, Refresh]:
-    """Features of every listed photo, as featurize_images returns them, and what was reused.
+    """Features of every listed photo, as featurize_images returns them, and what was reused;
+    `weights` are the driver's shipped copy (batch.weights).
 
     Without --incremental, or with no compatible previous version, every photo is featurized.
     """
@@ -100,6 +106,7 @@ def refresh_features(
             threads=threads,
             batch_size=config.batch_size,
             augment=config.augment,
+            weights=weights,
         )
 
     if not config.incremental:

@@ -21,6 +21,7 @@ from batch.incremental import refresh_features
 from batch.progress import StageClock, StageProgress
 from batch.report import run_report
 from batch.session import spark_session, threads_per_task
+from batch.weights import ShippedWeights, ship_weights
 from batch.write import project_and_write
 from models.bundle import (
     ArtifactBundle,
@@ -70,7 +71,9 @@ def run_job(config: JobConfig, spark: SparkSession | None = None) -> JobResult:
     # While the lease lives, retention elsewhere keeps this run's folder and every newer version.
     take_lease(root, version, storage)
     try:
-        return _run(spark, config, version, base)
+        # The weights are resolved once, here on the driver, and Spark serves them to the
+        # executors: they need no internet and no access to the weights' store.
+        return _run(spark, config, version, base, ship_weights(spark, config.spec))
     except Exception as exc:
         # The pointer was not moved; drop the half-written version so it cannot be mistaken.
         try:
@@ -80,9 +83,12 @@ def run_job(config: JobConfig, spark: SparkSession | None = None) -> JobResult:
             log.warning("could not remove the incomplete version %s", version)
         if isinstance(exc, (FeaturizeError, PointerMoved)):
             raise JobError(str(exc)) from None
-        outage = None if isinstance(exc, StorageError) else _storage_outage(exc)
+        outage = None if isinstance(exc, StorageError) else _task_error(exc, "StorageUnavailable")
         if outage:  # an executor's storage error arrives wrapped in Spark's whole traceback
             raise JobError(f"storage unavailable: {outage}") from None
+        mismatch = _task_error(exc, "WeightsMismatch")
+        if mismatch:
+            raise JobError(f"an executor refused the shipped weights: {mismatch}") from None
         raise
     finally:
         try:
@@ -91,7 +97,9 @@ def run_job(config: JobConfig, spark: SparkSession | None = None) -> JobResult:
             log.warning("could not remove the lease of %s", version)
 
 
-def _run(spark: SparkSession, config: JobConfig, version: str, base: PointerState) -> JobResult:
+def _run(
+    spark: SparkSession, config: JobConfig, version: str, base: PointerState, weights: ShippedWeights | None
+) -> JobResult:
     clock = StageClock()
     overrides = None
     if config.catalog_uri:  # read first: a bad catalog file should fail before hours of work
@@ -104,13 +112,13 @@ def _run(spark: SparkSession, config: JobConfig, version: str, base: PointerStat
     log.info("found %d photos in %d classes under %s", n, listing["label"].nunique(), config.input_uri)
 
     threads = threads_per_task(spark, config.tf_threads)
-    featurized, refresh = refresh_features(spark, config, listing, threads)
+    featurized, refresh = refresh_features(spark, config, listing, threads, weights)
     featurized = featurized.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         status_columns = ("uri", "view", "error_code", "error", "weights_sha256", "precision")
         with StageProgress(spark.sparkContext, "featurize", n, config.progress_interval_s):
             status = clock.run("featurize", n, lambda: featurized.select(*status_columns).toPandas())
-        outcome = featurize_outcome(status)
+        outcome = featurize_outcome(status, weights.sha256 if weights else None)
         checkpoint("featurized")
         ok = featurized.filter(F.col("features").isNotNull())
         dim = config.spec.image_size**2 * 3 if config.spec.kind == "pixels" else 2048
@@ -164,9 +172,10 @@ def _write_and_publish(root: str, bundle: ArtifactBundle, base: PointerState) ->
     publish(root, bundle.version, expected=base)
 
 
-def _storage_outage(exc: Exception) -> str | None:
-    """The storage layer's own (credential-free) message inside a Spark task failure."""
+def _task_error(exc: Exception, kind: str) -> str | None:
+    """The message of our own `kind` of error (StorageUnavailable: credential-free) inside a
+    Spark task failure, which carries the executor's whole traceback."""
     for line in reversed(str(exc).splitlines()):
-        if "StorageUnavailable: " in line:
-            return line.split("StorageUnavailable: ", 1)[1].strip()
+        if f"{kind}: " in line:
+            return line.split(f"{kind}: ", 1)[1].strip()
     return None

@@ -122,12 +122,27 @@ class PixelFeaturizer:
         return (images.reshape(len(images), -1) / 255.0).astype(np.float32)
 
 
+class WeightsMismatch(RuntimeError):
+    """A model's weights are not the ones expected: a corrupt, truncated or substituted copy."""
+
+
 class ResNet50Featurizer:
-    """Keras ResNet50 without its classifier, global-average pooled: 2048 values per image."""
+    """Keras ResNet50 without its classifier, global-average pooled: 2048 values per image.
+
+    weights_file: a local copy of spec.weights to load instead of resolving spec.weights (a Spark
+    executor's copy of what the driver resolved); expected_sha256: what its tensors must hash to.
+    """
 
     dim = 2048
 
-    def __init__(self, spec: FeaturizerSpec, *, threads: int | None = None):
+    def __init__(
+        self,
+        spec: FeaturizerSpec,
+        *,
+        threads: int | None = None,
+        weights_file: str | None = None,
+        expected_sha256: str | None = None,
+    ):
         self.spec = spec
         self.precision = spec.precision
         if spec.precision == "bf16" and not cpu_has_bf16():
@@ -141,16 +156,14 @@ class ResNet50Featurizer:
         import keras
 
         self._preprocess = keras.applications.resnet50.preprocess_input
-        shape = (spec.image_size, spec.image_size, 3)
-        with _weights_file(spec.weights) as weights:
-            if spec.random_weights:
-                # Same seed -> same weights in every process (checked via weights_sha256).
-                keras.utils.set_random_seed(int(spec.weights.split(":", 1)[1]))
-            self._model = keras.applications.ResNet50(
-                include_top=False, weights=weights, input_shape=shape, pooling="avg"
-            )
+        self._model = _resnet50(spec, weights_file or spec.weights)
         # The digest is of the Keras weights whatever runs them: bf16 runs the same model.
         self.weights_sha256 = weights_digest(self._model.get_weights())
+        if expected_sha256 is not None and self.weights_sha256 != expected_sha256:
+            raise WeightsMismatch(
+                f"the weights loaded for {spec.public_weights} have SHA-256 {self.weights_sha256}, "
+                f"expected {expected_sha256}: a corrupt or substituted copy, refused"
+            )
         self._bf16 = (
             _openvino_bf16(self._model, spec.image_size, threads) if self.precision == "bf16" else None
         )
@@ -160,6 +173,34 @@ class ResNet50Featurizer:
         if self._bf16 is not None:
             return np.asarray(self._bf16.infer({0: x})[0], dtype=np.float32)
         return np.asarray(self._model.predict_on_batch(x), dtype=np.float32)
+
+
+def _resnet50(spec: FeaturizerSpec, weights: str):
+    """The bare Keras model of `spec` with `weights` (imagenet, random:SEED, a file path/URI)."""
+    import keras
+
+    with _weights_file(weights) as source:
+        if weights.startswith("random:"):
+            # Same seed -> same weights in every process (checked via weights_sha256).
+            keras.utils.set_random_seed(int(weights.split(":", 1)[1]))
+        return keras.applications.ResNet50(
+            include_top=False,
+            weights=source,
+            input_shape=(spec.image_size, spec.image_size, 3),
+            pooling="avg",
+        )
+
+
+def save_resolved_weights(spec: FeaturizerSpec, dest: str) -> str:
+    """Resolve spec's weights in this process (imagenet: Keras' download and cache; a file:
+    read through the storage layer), save them as a Keras weights file at `dest` (a name
+    ending in .weights.h5) and return their weights_digest. The driver's half of shipping."""
+    if spec.kind != "resnet50":
+        raise ValueError(f"{spec.name} has no weights to resolve")
+    _configure_tensorflow(None)
+    model = _resnet50(spec, spec.weights)
+    model.save_weights(dest)
+    return weights_digest(model.get_weights())
 
 
 def _openvino_bf16(model, side: int, threads: int | None):
@@ -206,11 +247,22 @@ def weights_digest(arrays: list[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def build_featurizer(spec: FeaturizerSpec, *, threads: int | None = None) -> Featurizer:
-    """Build the model for `spec`; expensive (seconds): do it once per process."""
+def build_featurizer(
+    spec: FeaturizerSpec,
+    *,
+    threads: int | None = None,
+    weights_file: str | None = None,
+    expected_sha256: str | None = None,
+) -> Featurizer:
+    """Build the model for `spec`; expensive (seconds): do it once per process.
+
+    weights_file and expected_sha256 (resnet50): load this local copy of spec's weights, and
+    raise WeightsMismatch unless its tensors hash to expected_sha256 (see ResNet50Featurizer)."""
     if spec.kind == "pixels":
         return PixelFeaturizer(spec)
-    return ResNet50Featurizer(spec, threads=threads)
+    return ResNet50Featurizer(
+        spec, threads=threads, weights_file=weights_file, expected_sha256=expected_sha256
+    )
 
 
 def featurize_bytes(

@@ -17,7 +17,7 @@ import pytest
 from batch.config import DEFAULT_AUGMENT_VIEWS, JobConfig
 from batch.job import run_job
 from models.bundle import read_bundle
-from models.featurizer import FeaturizerSpec
+from models.featurizer import FeaturizerSpec, build_featurizer
 from tests.support import (
     REPO_ROOT,
     TEST_IMAGE_SIZE,
@@ -174,3 +174,49 @@ def test_spark_submit_on_a_standalone_cluster_matches_local(spark, tmp_path):
     np.testing.assert_allclose(on_cluster.embeddings, local.embeddings, atol=1e-4, rtol=0)
     np.testing.assert_allclose(on_cluster.pca_components, local.pca_components, atol=1e-4)
     assert on_cluster.manifest.weights.sha256 == local.manifest.weights.sha256
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_executors_need_no_access_to_the_weights_file(tmp_path):
+    """The weights file exists only for the driver: a path relative to the driver's working
+    folder, which an executor (running in the worker's own work folder) cannot open. The driver
+    resolves it once and Spark ships its copy; the old code, where every executor opened the
+    path itself, failed here."""
+    reference = build_featurizer(FeaturizerSpec("resnet50", "random:0", TEST_IMAGE_SIZE))
+    driver_dir = tmp_path / "driver"
+    weights = Path("weights-store") / "resnet.weights.h5"
+    (driver_dir / weights.parent).mkdir(parents=True)
+    reference._model.save_weights(driver_dir / weights)
+    photos = copy_photos(tmp_path / "photos", "Training", LABELS, 2)
+    root = tmp_path / "bundles"
+    with standalone_cluster(tmp_path) as master:
+        submit = [
+            str(SPARK_HOME / "bin" / "spark-submit"),
+            "--master",
+            master,
+            "--executor-memory",
+            "1g",
+            "--conf",
+            "spark.task.cpus=1",
+            str(REPO_ROOT / "batch" / "main.py"),
+            *["--input", str(photos), "--output", str(root), "--weights", str(weights)],
+            *["--image-size", str(TEST_IMAGE_SIZE), "--images-per-partition", "3", "--augment", "0"],
+        ]
+        with open(tmp_path / "submit.log", "wb") as log:
+            done = subprocess.run(
+                submit,
+                env=_spark_env(tmp_path),
+                cwd=driver_dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=420,
+            )
+        out = (tmp_path / "submit.log").read_text(errors="replace")
+        assert done.returncode == 0, out[-4000:]
+        executor_dirs = [d for d in (tmp_path / "work").glob("app-*/*") if d.is_dir()]
+    assert executor_dirs and not any((d / weights).exists() for d in executor_dirs)
+    manifest = read_bundle(str(root)).manifest
+    assert manifest.spark.master == master
+    assert manifest.weights.spec == str(weights) and not manifest.weights.random
+    assert manifest.weights.sha256 == reference.weights_sha256

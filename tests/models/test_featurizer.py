@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.featurizer import FeaturizerSpec, build_featurizer, cpu_has_bf16, featurize_bytes
+from models.featurizer import (
+    FeaturizerSpec,
+    WeightsMismatch,
+    build_featurizer,
+    cpu_has_bf16,
+    featurize_bytes,
+    save_resolved_weights,
+)
 from models.preprocess import preprocess_image
 from tests.support import TEST_IMAGE_SIZE, fixture_photos
 
@@ -69,6 +76,33 @@ def test_weights_file_loads_the_same_model(resnet, tmp_path):
     assert from_file.weights_sha256 == resnet.weights_sha256
     x = preprocess_image(fixture_photos("Training", "Lemon")[0].read_bytes(), TEST_IMAGE_SIZE)
     np.testing.assert_allclose(from_file.featurize(x[None]), resnet.featurize(x[None]), atol=1e-5)
+
+
+def test_resolved_weights_are_saved_with_their_digest_and_the_copy_alone_builds_the_model(resnet, tmp_path):
+    """The driver's half of shipping (save_resolved_weights) and the executor's (build from the
+    copy, checked against the digest), with the original gone in between."""
+    original = tmp_path / "store" / "resnet.weights.h5"
+    original.parent.mkdir()
+    resnet._model.save_weights(original)
+    spec = FeaturizerSpec("resnet50", str(original), TEST_IMAGE_SIZE)
+    copy = tmp_path / "copy.weights.h5"
+    assert save_resolved_weights(spec, str(copy)) == resnet.weights_sha256
+    original.unlink()
+    from_copy = build_featurizer(spec, weights_file=str(copy), expected_sha256=resnet.weights_sha256)
+    assert from_copy.spec == spec and from_copy.weights_sha256 == resnet.weights_sha256
+    x = preprocess_image(fixture_photos("Training", "Kiwi")[0].read_bytes(), TEST_IMAGE_SIZE)
+    np.testing.assert_allclose(from_copy.featurize(x[None]), resnet.featurize(x[None]), atol=1e-5)
+
+
+def test_a_weights_copy_whose_tensors_do_not_hash_to_the_expected_digest_is_refused(resnet, tmp_path):
+    other = build_featurizer(FeaturizerSpec("resnet50", "random:1", TEST_IMAGE_SIZE))
+    path = tmp_path / "substituted.weights.h5"
+    other._model.save_weights(path)
+    spec = FeaturizerSpec("resnet50", "imagenet", TEST_IMAGE_SIZE)
+    with pytest.raises(
+        WeightsMismatch, match=f"SHA-256 {other.weights_sha256}, expected {resnet.weights_sha256}"
+    ):
+        build_featurizer(spec, weights_file=str(path), expected_sha256=resnet.weights_sha256)
 
 
 def test_pixels_baseline_is_resized_flattened_pixels():
