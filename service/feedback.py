@@ -17,7 +17,7 @@ from models.storage import StorageError
 from service import schemas
 from service.errors import ApiError
 from service.logging_setup import valid_request_id
-from service.routes import ACCESS, BINARY, ERRORS, KEYED, _classifier
+from service.routes import ACCESS, BINARY, ERRORS, KEYED, current_classifier
 
 router = APIRouter()
 
@@ -74,7 +74,7 @@ async def feedback(
     ] = None,
 ) -> FeedbackAccepted:
     settings = request.app.state.settings
-    c = _classifier(request)
+    c = current_classifier(request)
     if not valid_request_id(request_id):
         raise ApiError(422, "invalid_request", "request_id: not a request id this service gives")
     if (label is None) == (new_fruit is None):

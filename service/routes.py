@@ -56,7 +56,9 @@ def _model_route(path: str, response_model: type, summary: str):
     return router.get(path, response_model=response_model, responses={503: ERRORS[503]}, summary=summary)
 
 
-def _classifier(request: Request) -> Classifier:
+def current_classifier(request: Request) -> Classifier:
+    """The model in service (503 not_ready before the first load); its version goes in the
+    X-Model-Version header."""
     try:
         classifier = request.app.state.holder.require()
     except BundleError:
@@ -109,7 +111,7 @@ async def _upload_and_model(request: Request, file: UploadFile | None) -> tuple[
         data = await _raw_body(request, limit)
     if len(data) > limit:
         raise ApiError(413, "file_too_large", f"The file is larger than {limit} bytes.")
-    return data, _classifier(request)
+    return data, current_classifier(request)
 
 
 def model_ref(c: Classifier) -> schemas.ModelRef:
@@ -248,7 +250,7 @@ async def photo(
         Query(ge=16, le=1024, description="longest side in pixels, for a thumbnail (never enlarged)"),
     ] = None,
 ) -> Response:
-    c = _classifier(request)
+    c = current_classifier(request)
     source = c.photo_source(photo_id)
     if source is None:
         raise ApiError(404, "photo_not_found", "No photo with this id in the model in service.")
@@ -285,7 +287,7 @@ async def healthz() -> schemas.Health:
 
 @_model_route("/readyz", schemas.Ready, "The bundle and the model are loaded")
 async def readyz(request: Request) -> schemas.Ready:
-    return schemas.Ready(status="ready", version=_classifier(request).version)
+    return schemas.Ready(status="ready", version=current_classifier(request).version)
 
 
 def _cached_route(path: str, response_model: type, summary: str):
@@ -301,7 +303,7 @@ def _cached_route(path: str, response_model: type, summary: str):
 
 @_cached_route("/v1/model", schemas.ModelSummary, "The loaded bundle's manifest, summarised")
 async def model_summary(request: Request) -> Response:
-    c = _classifier(request)
+    c = current_classifier(request)
     m = c.bundle.manifest
     body = schemas.ModelSummary(
         model=model_ref(c),
@@ -324,7 +326,7 @@ async def model_summary(request: Request) -> Response:
 
 @_cached_route("/v1/classes", schemas.ClassesResponse, "The classes this model knows, with their information")
 async def classes(request: Request, lang: Language = "en") -> Response:
-    c = _classifier(request)
+    c = current_classifier(request)
     counts = c.bundle.manifest.class_counts
     entries = []
     for label in c.bundle.classes.tolist():
