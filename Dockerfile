@@ -29,6 +29,7 @@ COPY pyproject.toml README.md ./
 COPY models ./models
 COPY batch ./batch
 COPY service ./service
+COPY evaluation ./evaluation
 RUN if [ -n "$WHEELHOUSE" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi \
     && pip install --no-deps .
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import tomllib
 
 import pytest
 import yaml
@@ -60,6 +61,10 @@ def test_dockerfile_is_multi_stage_and_installs_like_make_install():
     copied = " ".join(instructions(build, "COPY"))
     for needed in ("requirements.lock", "pyproject.toml", "README.md", "models", "batch", "service"):
         assert needed in copied, needed
+    # every package pyproject.toml installs (setuptools fails on a missing one: caught by a real build)
+    packages = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    copied_dirs = {exec_form(c)[0] for c in instructions(build, "COPY") if not c.startswith("--")}
+    assert set(packages) <= copied_dirs, set(packages) - copied_dirs
     assert any("--from=build" in c for c in instructions(runtime, "COPY"))
 
 
