@@ -9,7 +9,7 @@
 #                 cached until requirements.lock changes
 #   3. image:     buildah bud (vfs storage, chroot isolation) with BASE and WHEELHOUSE set
 #   4. bundle:    the job on tests/data with --featurizer pixels:32 (seconds, no weights)
-#   5. serve:     `python -m service` from the image, the bundle mounted read-only at /artifacts,
+#   5. serve:     `python -m service` from the image, the bundle mounted read-only at /bundle,
 #                 host network on a free loopback port; wait for /readyz
 #   6. classify:  POST a photo to /v1/classify over HTTP
 #   7. non-root:  the uid of the process listening on the port, from /proc, must be the
@@ -108,11 +108,16 @@ BUNDLE=$WORK/bundle
 echo "   file modes the job wrote: $(find "$BUNDLE" -type f -printf '%m\n' | sort | uniq -c | xargs)"
 chmod -R a+rX "$WORK"
 
-step serve "python -m service from the image, bundle read-only at /artifacts"
+step serve "python -m service from the image, bundle read-only at /bundle"
 PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 CTR=$("${BUILDAH[@]}" from --pull=never --name "fruitclf-image-test-$$" "$IMAGE")
-"${BUILDAH[@]}" run --isolation chroot --network host -v "$BUNDLE:/artifacts:ro" "$CTR" -- \
-    python -m service --host 127.0.0.1 --port "$PORT" >"$WORK/service.log" 2>&1 &
+# Mounted beside the image's VOLUME /artifacts, not on it: buildah 1.28 once mounted the image's
+# empty volume over the bind mount there (CURRENT not found). Check the mount and the user first.
+MOUNT=(-v "$BUNDLE:/bundle:ro")
+"${BUILDAH[@]}" run --isolation chroot "${MOUNT[@]}" "$CTR" -- sh -c 'echo "   buildah run: uid $(id -u)"; test -r /bundle/CURRENT' \
+    || die "the bundle is not readable at /bundle in the container"
+"${BUILDAH[@]}" run --isolation chroot --network host "${MOUNT[@]}" "$CTR" -- \
+    env ARTIFACTS_URI=/bundle python -m service --host 127.0.0.1 --port "$PORT" >"$WORK/service.log" 2>&1 &
 SERVER_PID=$!
 URL=http://127.0.0.1:$PORT
 "$PY" - "$URL" "$READY_TIMEOUT_S" "$SERVER_PID" <<'EOF' || { tail -n 40 "$WORK/service.log"; die "the service never became ready"; }
