@@ -95,6 +95,8 @@ step image "buildah bud -> $IMAGE"
     --build-arg BASE="$BASE_TAG" --build-arg WHEELHOUSE="$WHEELHOUSE" \
     -t "$IMAGE" -f "$REPO/Dockerfile" "$REPO" >"$WORK/build.log" 2>&1 \
     || { tail -n 40 "$WORK/build.log"; die "image build failed"; }
+# The previous run's image, now untagged, is 4 GB on vfs: drop it (this storage is ours alone).
+"${BUILDAH[@]}" rmi --prune >/dev/null
 SIZE=$("${BUILDAH[@]}" images --format '{{.Size}}' "$IMAGE" | head -n 1)
 echo "   $IMAGE: $SIZE"
 
