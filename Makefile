@@ -10,7 +10,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL := 2
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help install test lint format demo bench bench-refresh bench-service bench-fit compare robustness clean
+.PHONY: help install test lint format demo bench bench-refresh bench-service bench-fit compare robustness image-test clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ compare: install ## pixels:20 vs resnet50 (fp32, bf16) on ../shared/data (Traini
 
 robustness: install ## phone-photo conditions over HTTP on ../shared/data Test -> docs/robustness.md (+ PNGs)
 	$(PY) -m benchmarks.robustness --data $(SHARED) $(ROBUSTNESS_ARGS)
+
+image-test: install ## build the image offline (buildah, debootstrap base, wheelhouse), serve + classify as non-root; root, slow
+	scripts/image-test.sh
 
 clean: ## remove generated outputs (not the venv)
 	rm -rf build out artifacts test-artifacts spark-warehouse .pytest_cache
