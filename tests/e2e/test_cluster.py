@@ -108,6 +108,16 @@ def standalone_cluster(tmp: Path) -> Iterator[str]:
             stop_process(proc, timeout_s=30)
 
 
+def submit_command(master: str, *args: str) -> list[str]:
+    """spark-submit of the job to the standalone master, one core and 1 GB per executor."""
+    return [
+        str(SPARK_HOME / "bin" / "spark-submit"),
+        *["--master", master, "--executor-memory", "1g", "--conf", "spark.task.cpus=1"],
+        str(REPO_ROOT / "batch" / "main.py"),
+        *args,
+    ]
+
+
 @pytest.mark.cluster
 @pytest.mark.spark
 @pytest.mark.slow
@@ -125,19 +135,7 @@ def test_spark_submit_on_a_standalone_cluster_matches_local(spark, tmp_path):
     ]
     cluster_root = tmp_path / "cluster-bundles"
     with standalone_cluster(tmp_path) as master:
-        submit = [
-            str(SPARK_HOME / "bin" / "spark-submit"),
-            "--master",
-            master,
-            "--executor-memory",
-            "1g",
-            "--conf",
-            "spark.task.cpus=1",
-            str(REPO_ROOT / "batch" / "main.py"),
-            *args,
-            "--output",
-            str(cluster_root),
-        ]
+        submit = submit_command(master, *args, "--output", str(cluster_root))
         with open(tmp_path / "submit.log", "wb") as log:
             done = subprocess.run(
                 submit,
@@ -191,18 +189,11 @@ def test_executors_need_no_access_to_the_weights_file(tmp_path):
     photos = copy_photos(tmp_path / "photos", "Training", LABELS, 2)
     root = tmp_path / "bundles"
     with standalone_cluster(tmp_path) as master:
-        submit = [
-            str(SPARK_HOME / "bin" / "spark-submit"),
-            "--master",
+        submit = submit_command(
             master,
-            "--executor-memory",
-            "1g",
-            "--conf",
-            "spark.task.cpus=1",
-            str(REPO_ROOT / "batch" / "main.py"),
             *["--input", str(photos), "--output", str(root), "--weights", str(weights)],
             *["--image-size", str(TEST_IMAGE_SIZE), "--images-per-partition", "3", "--augment", "0"],
-        ]
+        )
         with open(tmp_path / "submit.log", "wb") as log:
             done = subprocess.run(
                 submit,
