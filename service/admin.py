@@ -67,7 +67,7 @@ async def reload(request: Request, _: Annotated[None, Depends(require_admin)]) -
     if outcome.status == "unavailable":
         raise ApiError(
             503,
-            "store_unavailable",
+            "storage_unavailable",
             f"the bundle store cannot be read now ({outcome.error}); still serving {outcome.serving}",
             {"Retry-After": "5"},
         )

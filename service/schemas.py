@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     file_too_large = "file_too_large"
     image_too_large = "image_too_large"
     too_large = "too_large"
+    request_timeout = "request_timeout"
     unsupported_format = "unsupported_format"
     unsupported_media_type = "unsupported_media_type"
     invalid_request = "invalid_request"

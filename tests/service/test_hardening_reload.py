@@ -157,7 +157,7 @@ def test_admin_reload_answers_503_while_the_store_is_down(frozen_s3, tmp_path):
             os.kill(frozen_s3.proc.pid, signal.SIGCONT)
         assert down.status_code == 503, down.text
         error = down.json()["error"]
-        assert error["code"] == "store_unavailable"
+        assert error["code"] == "storage_unavailable"
         assert version in error["message"]  # still serving it
         assert "reload-faults" not in error["message"] and "127.0.0.1" not in error["message"]
         assert httpx.get(f"{url}/readyz", timeout=10).json()["version"] == version
