@@ -15,8 +15,8 @@ from models.featurizer import DEFAULT_BATCH_SIZE, FeaturizerSpec
 DEFAULT_VARIANCE = 0.90
 # ...but never more than this many: bounds the bundle (N x K floats) and per-request search cost.
 MAX_COMPONENTS = 256
-# Augmented views per training photo in the reference set: the smallest number that meets the
-# robustness targets (docs/robustness.md); each view costs one more featurize pass.
+# Augmented views per training photo in the reference set (docs/robustness.md: without views,
+# brightness and contrast rows lose 5-50 points); each view costs one more featurize pass.
 DEFAULT_AUGMENT_VIEWS = 2
 
 
