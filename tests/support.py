@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import shutil
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -103,3 +104,11 @@ def process_memory_mb(pid: int) -> dict[str, float]:
 
 
 __all__ = ["REPO_ROOT", "free_port", "running_service", "stop_process", "wait_ready"]
+
+
+def wait_for_version(url: str, version: str, timeout_s: float = 60) -> None:
+    """Poll /readyz (bounded) until the service answers with `version`: a hot reload landed."""
+    deadline = time.monotonic() + timeout_s
+    while httpx.get(f"{url}/readyz", timeout=10).json()["version"] != version:
+        assert time.monotonic() < deadline, f"service did not pick up {version} in {timeout_s} s"
+        time.sleep(0.5)

@@ -108,14 +108,21 @@ def standalone_cluster(tmp: Path) -> Iterator[str]:
             stop_process(proc, timeout_s=30)
 
 
-def submit_command(master: str, *args: str) -> list[str]:
-    """spark-submit of the job to the standalone master, one core and 1 GB per executor."""
-    return [
+def submit_job(tmp: Path, master: str, cwd: Path, *args: str) -> None:
+    """spark-submit of the job to the standalone master (one core and 1 GB per executor), run
+    from `cwd`; fails the test with the end of its log unless it succeeds."""
+    command = [
         str(SPARK_HOME / "bin" / "spark-submit"),
         *["--master", master, "--executor-memory", "1g", "--conf", "spark.task.cpus=1"],
         str(REPO_ROOT / "batch" / "main.py"),
         *args,
     ]
+    with open(tmp / "submit.log", "wb") as log:
+        done = subprocess.run(
+            command, env=_spark_env(tmp), cwd=cwd, stdout=log, stderr=subprocess.STDOUT, timeout=420
+        )
+    out = (tmp / "submit.log").read_text(errors="replace")
+    assert done.returncode == 0, out[-4000:]
 
 
 @pytest.mark.cluster
@@ -135,18 +142,7 @@ def test_spark_submit_on_a_standalone_cluster_matches_local(spark, tmp_path):
     ]
     cluster_root = tmp_path / "cluster-bundles"
     with standalone_cluster(tmp_path) as master:
-        submit = submit_command(master, *args, "--output", str(cluster_root))
-        with open(tmp_path / "submit.log", "wb") as log:
-            done = subprocess.run(
-                submit,
-                env=_spark_env(tmp_path),
-                cwd=tmp_path,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=420,
-            )
-        out = (tmp_path / "submit.log").read_text(errors="replace")
-        assert done.returncode == 0, out[-4000:]
+        submit_job(tmp_path, master, tmp_path, *args, "--output", str(cluster_root))
     on_cluster = read_bundle(str(cluster_root))
     assert on_cluster.manifest.spark.master == master
 
@@ -189,22 +185,13 @@ def test_executors_need_no_access_to_the_weights_file(tmp_path):
     photos = copy_photos(tmp_path / "photos", "Training", LABELS, 2)
     root = tmp_path / "bundles"
     with standalone_cluster(tmp_path) as master:
-        submit = submit_command(
+        submit_job(
+            tmp_path,
             master,
+            driver_dir,
             *["--input", str(photos), "--output", str(root), "--weights", str(weights)],
             *["--image-size", str(TEST_IMAGE_SIZE), "--images-per-partition", "3", "--augment", "0"],
         )
-        with open(tmp_path / "submit.log", "wb") as log:
-            done = subprocess.run(
-                submit,
-                env=_spark_env(tmp_path),
-                cwd=driver_dir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=420,
-            )
-        out = (tmp_path / "submit.log").read_text(errors="replace")
-        assert done.returncode == 0, out[-4000:]
         executor_dirs = [d for d in (tmp_path / "work").glob("app-*/*") if d.is_dir()]
     assert executor_dirs and not any((d / weights).exists() for d in executor_dirs)
     manifest = read_bundle(str(root)).manifest

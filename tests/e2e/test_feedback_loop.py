@@ -3,8 +3,6 @@ incremental refresh with --feedback, and the same photo answered with the correc
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -20,14 +18,8 @@ from tests.support import (
     fixture_photos,
     post_photo,
     running_service,
+    wait_for_version,
 )
-
-
-def wait_for_version(url: str, version: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while httpx.get(f"{url}/readyz", timeout=10).json()["version"] != version:
-        assert time.monotonic() < deadline, f"service did not pick up {version} in {timeout_s} s"
-        time.sleep(0.5)
 
 
 @pytest.mark.spark
@@ -72,7 +64,7 @@ def test_a_correction_teaches_the_next_version(spark, tmp_path):
         assert second.manifest.refresh.featurized == 1  # only the feedback photo was new
         assert second.manifest.class_counts[truth] == first.manifest.class_counts[truth] + 1
 
-        wait_for_version(url, second.version)
+        wait_for_version(url, second.version, timeout_s=90)
         again = post_photo(url, path.read_bytes()).json()
         assert again["top_k"][0]["label"] == truth
         assert again["known"] is True and again["label"] == truth

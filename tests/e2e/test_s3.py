@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -24,7 +23,14 @@ from tests.artifacts import republish
 from tests.conftest import LABELS
 from tests.jobs import run_job_cli
 from tests.s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY, upload_tree
-from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS, fixture_photos, post_photo, running_service
+from tests.support import (
+    TEST_IMAGE_SIZE,
+    TEST_WEIGHTS,
+    fixture_photos,
+    post_photo,
+    running_service,
+    wait_for_version,
+)
 
 BUCKET = "fruits-e2e"
 PHOTOS = f"s3://{BUCKET}/photos/Training"
@@ -63,13 +69,6 @@ def classify_all(url: str, photos: list[bytes]) -> list[dict]:
         assert resp.headers["x-model-version"] == resp.json()["model"]["version"]
         out.append(resp.json())
     return out
-
-
-def wait_for_version(url: str, version: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while httpx.get(f"{url}/readyz", timeout=10).json()["version"] != version:
-        assert time.monotonic() < deadline, f"service did not pick up {version} in {timeout_s} s"
-        time.sleep(0.5)
 
 
 @pytest.mark.slow
