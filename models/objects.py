@@ -146,12 +146,23 @@ def learn_backdrop(rgb: np.ndarray, detail: np.ndarray | None = None) -> Backdro
     """Plain when most of the border of `rgb` (smoothed) is one colour (a fruit touching the
     edge is not backdrop); otherwise a texture, represented by samples of the border's
     descriptors (describe: busyness read on `detail`, the unsmoothed photo, when given)."""
+    plain = plain_backdrop(rgb)
+    return plain or texture_backdrop(describe(rgb if detail is None else detail, rgb))
+
+
+def plain_backdrop(rgb: np.ndarray) -> Backdrop | None:
+    """The plain backdrop of a smoothed thumbnail, or None when its border is not one colour."""
     border = border_pixels(rgb)
     colour, near = dominant_colour(border)
-    if is_plain(colour, near, SEGMENT_PLAIN_SHARE):
-        spread = float(np.percentile(np.sqrt(((border[near] - colour) ** 2).sum(-1)), 90))
-        return Backdrop(colour[None, :].astype(np.float32), True, max(MIN_THRESHOLD, NOISE_FACTOR * spread))
-    border = border_pixels(describe(rgb if detail is None else detail, rgb))
+    if not is_plain(colour, near, SEGMENT_PLAIN_SHARE):
+        return None
+    spread = float(np.percentile(np.sqrt(((border[near] - colour) ** 2).sum(-1)), 90))
+    return Backdrop(colour[None, :].astype(np.float32), True, max(MIN_THRESHOLD, NOISE_FACTOR * spread))
+
+
+def texture_backdrop(descriptors: np.ndarray) -> Backdrop:
+    """A textured backdrop: samples of the border band's descriptors (h, w, 4; see describe)."""
+    border = border_pixels(descriptors)
     step = max(1, len(border) // MAX_SAMPLES)
     samples = border[::step].astype(np.float32)
     # The texture's own spread: how far a border pixel is from the nearest other sample.
@@ -189,11 +200,12 @@ def find_object(rgb: np.ndarray) -> FoundObject | None:
     photo) when that region is a speck, fills nearly the whole frame, or nothing stands out.
     """
     smooth = ndimage.uniform_filter(rgb, size=(3, 3, 1), mode="nearest")
-    backdrop = learn_backdrop(smooth, rgb)
-    if backdrop.plain:
+    backdrop = plain_backdrop(smooth)
+    if backdrop is not None:
         distance = backdrop.distance(smooth)
     else:
         descriptors = describe(rgb, smooth)  # busyness measured on the photo, not the smoothed copy
+        backdrop = texture_backdrop(descriptors)
         # Parts of the fruit match some of the texture's samples (a dark cherry, a dark stripe of
         # wood): averaging the distance over a neighbourhood lets the fruit's mostly-unlike
         # surface carry those parts, while the texture, like itself everywhere, stays low.
