@@ -142,16 +142,9 @@ def is_plain(colour: np.ndarray, near: np.ndarray, share: float = PLAIN_SHARE) -
     return bool(near.mean() >= (WHITE_PLAIN_SHARE if white else share))
 
 
-def learn_backdrop(rgb: np.ndarray, detail: np.ndarray | None = None) -> Backdrop:
-    """Plain when most of the border of `rgb` (smoothed) is one colour (a fruit touching the
-    edge is not backdrop); otherwise a texture, represented by samples of the border's
-    descriptors (describe: busyness read on `detail`, the unsmoothed photo, when given)."""
-    plain = plain_backdrop(rgb)
-    return plain or texture_backdrop(describe(rgb if detail is None else detail, rgb))
-
-
 def plain_backdrop(rgb: np.ndarray) -> Backdrop | None:
-    """The plain backdrop of a smoothed thumbnail, or None when its border is not one colour."""
+    """The plain backdrop of a smoothed thumbnail: most of the border is one colour (a fruit
+    touching the edge is not backdrop); None when it is not, and the backdrop is a texture."""
     border = border_pixels(rgb)
     colour, near = dominant_colour(border)
     if not is_plain(colour, near, SEGMENT_PLAIN_SHARE):

@@ -190,17 +190,17 @@ def test_a_backdrop_other_than_white_is_plain_only_when_most_of_its_border_is_on
     """70% of the border one red, the rest a blurred other red (a close-up out of focus): one
     colour would call the rest foreground, so it is learnt as a texture; with one small patch
     of another colour, it is plain."""
-    from models.objects import learn_backdrop
+    from models.objects import plain_backdrop
 
     arr = np.zeros((H, W, 3), dtype=np.float32) + (150, 30, 35)
     arr[:, int(0.7 * W) :] = (90, 15, 25)
     rgb = np.asarray(
         Image.fromarray(arr.astype(np.uint8)).filter(ImageFilter.GaussianBlur(2)), dtype=np.float32
     )
-    assert not learn_backdrop(rgb).plain
+    assert plain_backdrop(rgb) is None
     mostly = np.zeros((H, W, 3), dtype=np.float32) + (150, 30, 35)
     mostly[-25:, -25:] = (90, 15, 25)  # a corner
-    assert learn_backdrop(mostly).plain
+    assert plain_backdrop(mostly) is not None
 
 
 @pytest.mark.parametrize(("name", "limit"), [("Apple Red 1", 6), ("Cherry 1", 6), ("Kiwi", 6)])
