@@ -24,9 +24,8 @@ from models.objects import (
 # Changes whenever the pixels a photo becomes change: bundles record it, the service and an
 # incremental refresh refuse features made by another version. 2: on a textured backdrop the
 # fruit's mask is refined by GrabCut (models/objects.py). 3: textures described by colour and
-# busyness, every fruit turned to one angle, its light moved halfway to a common level. 4: its
-# contrast moved halfway to a common level too.
-PREPROCESSING_VERSION = "object-centred-4"
+# busyness, every fruit turned to one angle, its light moved halfway to a common level.
+PREPROCESSING_VERSION = "object-centred-3"
 
 # Formats we accept, detected from the bytes (never from a file name or content type).
 # MPO is what many phone cameras write: a JPEG with extra frames.
@@ -155,9 +154,9 @@ def to_model_input(img: Image.Image, size: int) -> np.ndarray:
     """Frame the fruit (see frame_object) and resize to size x size float32 RGB in [0, 255].
 
     With a fruit found: cut it out onto white at the model's resolution, re-frame it on the
-    mask drawn there (the thumbnail's box is a pixel or two coarse), move its light and contrast
-    halfway to a common level and turn it to its canonical angle. Without one: the whole photo,
-    padded to a white square.
+    mask drawn there (the thumbnail's box is a pixel or two coarse), move its light halfway to
+    a common level and turn it to its canonical angle. Without one: the whole photo, padded to
+    a white square.
     """
     return _soften(_framed(img, size), size)
 
@@ -203,29 +202,13 @@ def _framed(img: Image.Image, size: int) -> np.ndarray:
 # is; halfway, measured on 250 Test photos with 2 views a photo: brightness x0.6-1.4 76 -> 85%,
 # contrast 71 -> 77%, rotation and plain colour +2-3 points, clean within a photo or two.
 LIGHT_LEVEL = 75.0
-# Contrast: the spread of the fruit's brightness (its standard deviation, measured CONTRAST_INSET
-# px inside its edge at 224 px, where no backdrop is mixed in) is moved halfway the same way to
-# CONTRAST_LEVEL, the median of the training photos' fruits (25.9 on 500 of them), around the
-# fruit's mean: a photo with x c the contrast reaches the model with about x sqrt(c). Measured
-# on 250 Test photos with 2 views a photo (in-process 1-NN, random weights): contrast x0.6-1.4
-# 71 -> 78%, rotation +1, plain colour and clean -1 photo or two, defocus -2 points (a blurred
-# fruit's spread is lower and gets raised); all the way (x1): contrast 79%, clean -3 points.
-CONTRAST_LEVEL = 26.0
-CONTRAST_INSET = 3
 
 
 def _relit(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if mask.sum() < 20:
         return rgb
     level = float(rgb[mask].mean(dtype=np.float64))
-    rgb = np.minimum(rgb * np.float32(np.sqrt(LIGHT_LEVEL / max(level, 1.0))), np.float32(255.0))
-    inner = ndimage.binary_erosion(mask, iterations=max(1, round(CONTRAST_INSET * rgb.shape[0] / 224)))
-    if inner.sum() < 20:
-        inner = mask
-    brightness = rgb[inner].mean(-1, dtype=np.float64)
-    mean, spread = float(brightness.mean()), float(brightness.std())
-    stretch = np.float32(np.sqrt(CONTRAST_LEVEL / max(spread, 1.0)))
-    return np.clip((rgb - np.float32(mean)) * stretch + np.float32(mean), 0.0, 255.0)
+    return np.minimum(rgb * np.float32(np.sqrt(LIGHT_LEVEL / max(level, 1.0))), np.float32(255.0))
 
 
 # Every found fruit is turned to a canonical angle, so a photo of it at any angle reaches the
