@@ -234,7 +234,9 @@ def _upright_turn(rgb: np.ndarray, mask: np.ndarray) -> float | None:
     if len(xs) < 20:
         return None
     (minor, major), vectors = np.linalg.eigh(np.cov(np.stack([xs, ys]).astype(np.float64)))
-    darkness = 255.0 - rgb[ys, xs].mean(-1, dtype=np.float64)
+    # = 255 - rgb[ys, xs].mean(-1, dtype=np.float64), the same sums in the same order, without
+    # gathering three channels (a third of the time).
+    darkness = 255.0 - (rgb[..., 0].astype(np.float64) + rgb[..., 1] + rgb[..., 2])[ys, xs] / 3
     weight = max(float(darkness.sum()), 1e-9)
     shading = np.array(
         [(darkness * xs).sum() / weight - xs.mean(), (darkness * ys).sum() / weight - ys.mean()]
@@ -335,10 +337,17 @@ def _cut_out(img, framing, square, mask_square, size) -> tuple[np.ndarray, np.nd
         # resolution, so no rim of the backdrop is left around the fruit.
         reach = max(1, round(2 * size / WORK_SIDE))
         mask = ndimage.binary_dilation(mask, iterations=reach)
-        smooth = ndimage.uniform_filter(rgb, size=(3, 3, 1), mode="nearest")
-        # Only the pixels the dilated mask keeps can stay: measure those alone (the hot path).
+        box = mask_box(mask)
+        if box is None:
+            return rgb, mask
+        # Only the pixels the dilated mask keeps can stay: smooth and measure those alone (the
+        # hot path). The 3x3 mean of a pixel in the mask's box needs one more pixel around it.
+        left, top, right, bottom = box
+        rows = slice(max(0, top - 1), bottom + 1)
+        cols = slice(max(0, left - 1), right + 1)
+        smooth = ndimage.uniform_filter(rgb[rows, cols], size=(3, 3, 1), mode="nearest")
         keep = np.zeros_like(mask)
-        keep[mask] = backdrop.distance(smooth[mask][None])[0] > backdrop.threshold
+        keep[mask] = backdrop.distance(smooth[mask[rows, cols]][None])[0] > backdrop.threshold
         mask = largest_region(keep)
     return rgb, mask
 
