@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
+from scipy import ndimage
 
-from models.objects import find_object, white_balance_gains
+from models.objects import find_object, largest_region, white_balance_gains
 from models.preprocess import frame_object, open_image, to_model_input
 from tests.support import encode, fixture_photos
 
@@ -237,3 +238,18 @@ def test_a_brighter_photo_reaches_the_model_half_as_much_brighter(studio):
 
     ratio = fruit_level(bright) / fruit_level(studio)
     assert 1.05 < ratio < 1.2, ratio  # sqrt(1.3) = 1.14; clipping at white keeps it a little lower
+
+
+def test_largest_region_fills_holes_as_scipy_does():
+    """Random blobs (holes, regions touching the edge, one-pixel gaps): the largest region
+    with its holes filled equals ndimage.binary_fill_holes of that region."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        shape = tuple(int(v) for v in rng.integers(8, 120, size=2))
+        mask = ndimage.gaussian_filter(rng.random(shape), rng.uniform(0.5, 3)) > rng.uniform(0.45, 0.55)
+        labels, count = ndimage.label(mask)
+        if count == 0:
+            assert not largest_region(mask).any()
+            continue
+        biggest = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+        np.testing.assert_array_equal(largest_region(mask), ndimage.binary_fill_holes(biggest))
