@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
@@ -203,9 +204,7 @@ def find_object(rgb: np.ndarray) -> FoundObject | None:
         # wood): averaging the distance over a neighbourhood lets the fruit's mostly-unlike
         # surface carry those parts, while the texture, like itself everywhere, stays low.
         distance = ndimage.uniform_filter(backdrop.distance(descriptors), size=TEXTURE_WINDOW, mode="nearest")
-    foreground = distance > backdrop.threshold
-    foreground = ndimage.binary_opening(foreground, structure=np.ones((2, 2)))
-    foreground = ndimage.binary_closing(foreground, structure=np.ones((3, 3)), border_value=0)
+    foreground = close(open_(distance > backdrop.threshold, 2), 3)
     obj = largest_region(foreground)
     if backdrop.plain and obj.sum() < DOMINANT_SHARE * foreground.sum():
         return None  # many similar things (lines of text, a cluttered table): no one object
@@ -235,8 +234,6 @@ GRABCUT_MIN_KEPT = 0.3
 def refine_on_texture(rgb: np.ndarray, rough: np.ndarray) -> np.ndarray:
     """GrabCut seeded by the rough mask: inside it probably fruit, outside probably backdrop,
     the border band surely backdrop. Returns the refined mask (bool)."""
-    import cv2
-
     h, w = rough.shape
     seeds = np.where(rough, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     b = max(2, round(BORDER_SHARE * min(h, w)))
@@ -259,19 +256,63 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 def largest_region(mask: np.ndarray) -> np.ndarray:
-    """The largest connected region of a boolean mask, its holes filled (all False if none)."""
-    labels, count = ndimage.label(mask)
-    if count == 0:
-        return np.zeros_like(mask, dtype=bool)
-    sizes = np.bincount(labels.ravel())[1:]
-    region = labels == int(np.argmax(sizes)) + 1
-    # Its holes: the parts of the rest that do not reach the edge (4-connected, as
-    # ndimage.binary_fill_holes finds them; one labelling takes half the time of its propagation).
-    rest, parts = ndimage.label(~region)
-    reaches_edge = np.zeros(parts + 1, dtype=bool)
+    """The largest connected region of a boolean mask, its holes filled (all False if none).
+
+    4-connected regions, as ndimage.label and ndimage.binary_fill_holes find them (OpenCV labels
+    a 224 px mask in a quarter of the time); of equally large regions, the first in raster order.
+    """
+    count, labels = cv2.connectedComponents(_bytes(mask), connectivity=4, ltype=cv2.CV_32S)
+    if count < 2:
+        return np.zeros(mask.shape, dtype=bool)
+    sizes = np.bincount(labels.ravel(), minlength=count)
+    sizes[0] = 0  # the background
+    largest = np.flatnonzero(sizes == sizes.max())
+    if len(largest) > 1:
+        flat = labels.ravel()
+        largest = [min(largest, key=lambda k: int(np.argmax(flat == k)))]
+    region = labels == largest[0]
+    # Its holes: the parts of the rest that do not reach the edge.
+    parts, rest = cv2.connectedComponents(_bytes(~region), connectivity=4, ltype=cv2.CV_32S)
+    reaches_edge = np.zeros(parts, dtype=bool)
     reaches_edge[np.concatenate([rest[0], rest[-1], rest[:, 0], rest[:, -1]])] = True
     reaches_edge[0] = True  # the region itself
     return region | ~reaches_edge[rest]
+
+
+# Binary morphology through OpenCV (several times faster than scipy.ndimage on these masks), with
+# ndimage's results: outside the mask counts as False, and an even-sized square is anchored as
+# ndimage anchors it (tests/models/test_objects.py compares them on random masks).
+
+
+def _bytes(mask: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(mask).view(np.uint8)
+
+
+def _morph(op: int, mask: np.ndarray, kernel: np.ndarray, anchor: tuple[int, int] = (-1, -1)) -> np.ndarray:
+    out = op(_bytes(mask), kernel, anchor=anchor, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.view(bool)
+
+
+def dilate(mask: np.ndarray, reach: int) -> np.ndarray:
+    """= ndimage.binary_dilation(mask, iterations=reach): every pixel within `reach` steps
+    (4-connected, a diamond) of the mask."""
+    steps = np.abs(np.arange(-reach, reach + 1))
+    diamond = (steps[:, None] + steps[None, :] <= reach).astype(np.uint8)
+    return _morph(cv2.dilate, mask, diamond)
+
+
+def open_(mask: np.ndarray, side: int) -> np.ndarray:
+    """= ndimage.binary_opening(mask, structure=np.ones((side, side))), for side 2 or 3."""
+    square = np.ones((side, side), np.uint8)
+    low, high = (side // 2,) * 2, (side - 1 - side // 2,) * 2
+    return _morph(cv2.dilate, _morph(cv2.erode, mask, square, low), square, high)
+
+
+def close(mask: np.ndarray, side: int) -> np.ndarray:
+    """= ndimage.binary_closing(mask, structure=np.ones((side, side)), border_value=0)."""
+    square = np.ones((side, side), np.uint8)
+    low, high = (side - 1 - side // 2,) * 2, (side // 2,) * 2
+    return _morph(cv2.erode, _morph(cv2.dilate, mask, square, low), square, high)
 
 
 def convex_hull(mask: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from scipy import ndimage
 from models.objects import (
     WORK_SIDE,
     FoundObject,
+    dilate,
     find_object,
     largest_region,
     mask_box,
@@ -336,7 +337,7 @@ def _cut_out(img, framing, square, mask_square, size) -> tuple[np.ndarray, np.nd
         # On a plain backdrop the edge found on the thumbnail is re-drawn at the model's
         # resolution, so no rim of the backdrop is left around the fruit.
         reach = max(1, round(2 * size / WORK_SIDE))
-        mask = ndimage.binary_dilation(mask, iterations=reach)
+        mask = dilate(mask, reach)
         box = mask_box(mask)
         if box is None:
             return rgb, mask

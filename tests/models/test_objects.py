@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
-from models.objects import find_object, largest_region, white_balance_gains
+from models.objects import close, dilate, find_object, largest_region, open_, white_balance_gains
 from models.preprocess import frame_object, open_image, to_model_input
 from tests.support import encode, fixture_photos
 
@@ -253,3 +253,28 @@ def test_largest_region_fills_holes_as_scipy_does():
             continue
         biggest = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
         np.testing.assert_array_equal(largest_region(mask), ndimage.binary_fill_holes(biggest))
+
+
+def test_largest_region_of_a_tie_is_the_first_in_raster_order():
+    mask = np.zeros((40, 50), dtype=bool)
+    mask[25:30, 5:10] = True  # lower, further left
+    mask[3:8, 30:35] = True  # the same size, met first scanning rows
+    np.testing.assert_array_equal(largest_region(mask), mask & (np.arange(40) < 20)[:, None])
+    # A strided view (not contiguous) is read as the mask it shows.
+    np.testing.assert_array_equal(largest_region(mask[::1, ::-1]), largest_region(mask[:, ::-1].copy()))
+
+
+def test_morphology_equals_scipy_ndimage():
+    """OpenCV's dilation, opening and closing give ndimage's masks, edges included."""
+    rng = np.random.default_rng(1)
+    for _ in range(150):
+        shape = tuple(int(v) for v in rng.integers(6, 150, size=2))
+        mask = ndimage.gaussian_filter(rng.random(shape), rng.uniform(0.3, 2)) > rng.uniform(0.4, 0.6)
+        reach = int(rng.integers(1, 6))
+        np.testing.assert_array_equal(dilate(mask, reach), ndimage.binary_dilation(mask, iterations=reach))
+        for side in (2, 3):
+            square = np.ones((side, side))
+            np.testing.assert_array_equal(open_(mask, side), ndimage.binary_opening(mask, structure=square))
+            np.testing.assert_array_equal(
+                close(mask, side), ndimage.binary_closing(mask, structure=square, border_value=0)
+            )
