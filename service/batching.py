@@ -28,6 +28,9 @@ class _Pending(Generic[Item]):
 class MicroBatcher(Generic[Item, Result]):
     """Collects items for up to `max_wait_s` (or until `max_batch` are waiting) and hands them
     to `run_batch(key, items) -> results` on a single worker thread, off the event loop.
+    With `coming` (how many items are on their way, e.g. photos still decoding), a batch stops
+    waiting as soon as nothing is queued and nothing is coming: a lone request is not held back
+    for company that cannot arrive.
 
     One worker thread is the point: a Keras model is not safe to call from several threads,
     and one larger call is faster than several small ones. At most `max_queue` items wait;
@@ -42,12 +45,14 @@ class MicroBatcher(Generic[Item, Result]):
         max_wait_s: float,
         max_queue: int,
         on_batch: Callable[[int, float], None] | None = None,
+        coming: Callable[[], int] | None = None,
     ):
         if max_batch < 1 or max_queue < 1 or max_wait_s < 0:
             raise ValueError("max_batch and max_queue must be >= 1, max_wait_s >= 0")
         self._run_batch = run_batch
         self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_s, max_queue
         self._on_batch = on_batch
+        self._coming = coming
         self._queue: asyncio.Queue[_Pending[Item]] | None = None
         self._worker: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -97,7 +102,7 @@ class MicroBatcher(Generic[Item, Result]):
             deadline = loop.time() + self.max_wait_s
             while len(batch) < self.max_batch:
                 remaining = deadline - loop.time()
-                if remaining <= 0 and self._queue.empty():
+                if self._queue.empty() and (remaining <= 0 or self._alone()):
                     break
                 try:
                     nxt = (
@@ -114,6 +119,9 @@ class MicroBatcher(Generic[Item, Result]):
             live = [p for p in batch if not p.future.done()]  # a cancelled request is dropped
             if live:
                 await self._run(loop, live)
+
+    def _alone(self) -> bool:
+        return self._coming is not None and self._coming() == 0
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending[Item]]) -> None:
         started = time.perf_counter()

@@ -28,6 +28,7 @@ class InferencePipeline:
             max_wait_s=settings.max_batch_wait_ms / 1000,
             max_queue=settings.max_queue_depth,
             on_batch=on_batch,
+            coming=lambda: self._decoding,
         )
         # Decoding runs in the thread pool (40 threads): without a bound, 40 uploads of a
         # 64 Mpx canvas decode at once, ~0.5 GB each. Photos beyond the limit wait their turn;
@@ -35,6 +36,7 @@ class InferencePipeline:
         self._decodes = asyncio.Semaphore(settings.max_concurrent_decodes)
         self._max_decode_waiting = settings.max_queue_depth
         self._decode_waiting = 0
+        self._decoding = 0  # photos between arrival and the batcher: waiting, decoding
 
     @property
     def queue_depth(self) -> int:
@@ -58,15 +60,19 @@ class InferencePipeline:
     async def _decode(self, classifier: Classifier, photo: bytes) -> np.ndarray:
         if self._decodes.locked() and self._decode_waiting >= self._max_decode_waiting:
             raise Overloaded(f"{self._decode_waiting} photos are already waiting to be decoded")
-        self._decode_waiting += 1
+        self._decoding += 1
         try:
-            await self._decodes.acquire()
+            self._decode_waiting += 1
+            try:
+                await self._decodes.acquire()
+            finally:
+                self._decode_waiting -= 1
+            try:
+                return await run_in_threadpool(classifier.preprocess, photo)
+            finally:
+                self._decodes.release()
         finally:
-            self._decode_waiting -= 1
-        try:
-            return await run_in_threadpool(classifier.preprocess, photo)
-        finally:
-            self._decodes.release()
+            self._decoding -= 1
 
     async def classify(self, classifier: Classifier, photo: bytes, top_k: int) -> Classification:
         features = await self.features(classifier, photo)

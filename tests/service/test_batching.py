@@ -74,6 +74,43 @@ def test_a_lone_item_waits_at_most_max_wait():
     assert took < 1.0  # bounded by max_wait (20 ms), not by the batch filling up
 
 
+def test_a_lone_item_does_not_wait_for_company_that_is_not_coming():
+    """With nothing queued and nothing on its way, the batch runs at once: max_wait is a minute,
+    and the answer comes back within run()'s 30 s guard."""
+    model = RecordingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch=32, max_wait_s=60, max_queue=10, coming=lambda: 0)
+        await batcher.start()
+        try:
+            return await batcher.submit(3)
+        finally:
+            await batcher.stop()
+
+    assert run(scenario()) == 9 and model.calls == [[3]]
+
+
+def test_a_batch_waits_for_an_item_that_is_on_its_way():
+    model = RecordingModel()
+    on_the_way = [1]
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch=32, max_wait_s=60, max_queue=10, coming=lambda: on_the_way[0])
+        await batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit(2))
+            for _ in range(5):  # the worker takes item 2 and waits: one more is coming
+                await asyncio.sleep(0)
+            assert model.calls == []
+            on_the_way[0] = 0
+            return await asyncio.gather(first, batcher.submit(3))
+        finally:
+            await batcher.stop()
+
+    assert run(scenario()) == [4, 9]
+    assert model.calls == [[2, 3]]
+
+
 def test_full_queue_refuses_instead_of_growing():
     gate = threading.Event()
     model = RecordingModel(gate=gate)
