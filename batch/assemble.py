@@ -118,7 +118,7 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
         manifest=manifest,
         scaler_mean=out.projection.mean.astype(np.float64),
         scaler_scale=out.projection.scale.astype(np.float64),
-        pca_components=out.projection.components.astype(np.float64),
+        pca_components=out.projection.embedding_map.astype(np.float64),
         embeddings=embeddings,
         labels=labels,
         sources=sources,
@@ -144,6 +144,8 @@ def _pca(config: JobConfig, projection: Projection) -> Pca:
         variance_target=config.variance,
         explained_variance_ratio=[round(float(v), 6) for v in explained],
         explained_variance_kept=round(float(explained[: projection.k].sum()), 6),
+        spread_ceiling_rank=config.spread_ceiling_rank,
+        component_weights=[round(float(v), 6) for v in projection.weights],
         fitted_with="batch.fit: Spark-aggregated X^T X, numpy eigh on the driver (= pyspark.ml PCA)",
     )
 

@@ -7,7 +7,13 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from batch.config import DEFAULT_AUGMENT_VIEWS, DEFAULT_VARIANCE, MAX_COMPONENTS, JobConfig
+from batch.config import (
+    DEFAULT_AUGMENT_VIEWS,
+    DEFAULT_VARIANCE,
+    MAX_COMPONENTS,
+    SPREAD_CEILING_RANK,
+    JobConfig,
+)
 from models.augment import AugmentSpec
 from models.faults import fault_settings
 from models.featurizer import DEFAULT_BATCH_SIZE, PRECISIONS, FeaturizerSpec
@@ -50,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_VARIANCE,
         help="explained-variance target used when --components is not given",
+    )
+    p.add_argument(
+        "--spread-ceiling",
+        type=int,
+        default=SPREAD_CEILING_RANK,
+        metavar="RANK",
+        help="shrink the PCA components with more variance than component RANK to its spread in "
+        "the embedding, so light and contrast do not outweigh shape and colour (0: plain PCA)",
     )
     p.add_argument("--master", default=None, help="Spark master (default: spark-submit's, else local[*])")
     p.add_argument("--catalog", default=None, help="JSON file overriding class information")
@@ -108,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         spec=FeaturizerSpec.parse(args.featurizer, args.weights, args.image_size, args.precision),
         components=args.components,
         variance=args.variance,
+        spread_ceiling_rank=args.spread_ceiling,
         master=args.master,
         catalog_uri=args.catalog,
         feedback_uri=args.feedback,

@@ -32,6 +32,13 @@ class Projection:
     explained_variance: np.ndarray  # ratio per component, for the first k_max components
     k: int
     chosen_by: str
+    weights: np.ndarray  # (K,) each component's factor in the embedding (component_weights)
+
+    @property
+    def embedding_map(self) -> np.ndarray:
+        """(K, D): the components scaled by their weights, the map from standardised features to
+        embeddings: what the bundle stores as pca_components and models.scoring.project applies."""
+        return self.components * self.weights[:, None]
 
 
 def choose_k(ratios: np.ndarray, variance: float) -> int:
@@ -39,6 +46,21 @@ def choose_k(ratios: np.ndarray, variance: float) -> int:
     cumulative = np.cumsum(ratios)
     reached = np.flatnonzero(cumulative >= variance - 1e-12)
     return int(reached[0] + 1) if len(reached) else len(ratios)
+
+
+def component_weights(eigenvalues: np.ndarray, k: int, ceiling_rank: int) -> np.ndarray:
+    """Per kept component, the factor its coordinate is scaled by: a component whose variance
+    exceeds that of component `ceiling_rank` (1-based) is shrunk to it; the others keep theirs.
+    0, or a rank beyond K, keeps plain PCA coordinates.
+
+    With a CNN's features the first component is mostly how strongly the whole photo excites
+    the model (its light and contrast), and holds half the variance: left as it is, it outweighs
+    every other direction in the distance (see batch/config.py, SPREAD_CEILING_RANK).
+    """
+    if not 0 < ceiling_rank <= k:
+        return np.ones(k)
+    ceiling = eigenvalues[ceiling_rank - 1]
+    return np.minimum(1.0, np.sqrt(ceiling / np.maximum(eigenvalues[:k], 1e-300)))
 
 
 def _flat(n: int, total: np.ndarray, gram: np.ndarray) -> np.ndarray:
@@ -133,6 +155,7 @@ def fit_projection(
     components: int | None,
     variance: float,
     max_components: int,
+    ceiling_rank: int = 0,
 ) -> Projection:
     """features: a DataFrame with an array<float> column `features` (no NULLs)."""
     n, total, gram = feature_moments(features, dim)
@@ -156,5 +179,11 @@ def fit_projection(
     # A component's sign is arbitrary: fix it (largest entry positive) so reruns agree.
     pc *= np.where(pc[np.arange(k), np.abs(pc).argmax(1)] < 0, -1.0, 1.0)[:, None]
     return Projection(
-        mean=mean, scale=scale, components=pc, explained_variance=ratios, k=k, chosen_by=chosen_by
+        mean=mean,
+        scale=scale,
+        components=pc,
+        explained_variance=ratios,
+        k=k,
+        chosen_by=chosen_by,
+        weights=component_weights(eigenvalues, k, ceiling_rank),
     )

@@ -132,6 +132,7 @@ def _run(
                 components=config.components,
                 variance=config.variance,
                 max_components=config.max_components,
+                ceiling_rank=config.spread_ceiling_rank,
             ),
         )
         # "write" = features Parquet + projection, one pass over the cached features.

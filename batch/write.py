@@ -46,7 +46,7 @@ def _project_and_write_partition(
     uri = join(target, f"part-{ctx.partitionId() if ctx else 0:05d}.parquet")
     storage_for(uri).write_bytes(uri, buf.getvalue())
     checkpoint("wrote:features")
-    z = project(np.stack(batch["features"].to_numpy()), p.mean, p.scale, p.components)
+    z = project(np.stack(batch["features"].to_numpy()), p.mean, p.scale, p.embedding_map)
     yield pd.DataFrame(
         {
             "uri": batch["uri"],

@@ -43,13 +43,14 @@ ORPHAN_GRACE = timedelta(hours=1)
 _ID_TIME = "%Y%m%dT%H%M%SZ"
 # 2: object-centred preprocessing, augmented views (the `views` array), calibrated scores.
 # 3: the manifest is typed (models/manifest.py): no free-form fields.
-FORMAT_VERSION = 3
+# 4: pca_components carry each component's weight (manifest pca.component_weights).
+FORMAT_VERSION = 4
 
 # name -> (description, dtype kind): the arrays every bundle carries.
 ARRAY_FILES = {
     "scaler_mean": "StandardScaler mean, (D,)",
     "scaler_scale": "StandardScaler std, (D,); 0 for constant columns",
-    "pca_components": "PCA components, (K, D), rows ordered by explained variance",
+    "pca_components": "PCA components (K, D) by variance, each times its weight (pca.component_weights)",
     "embeddings": "training rows projected by scaler+PCA, (N, K)",
     "labels": "class label of each row, (N,)",
     "sources": "URI of the training photo each row comes from, (N,)",

@@ -47,6 +47,12 @@ class Pca(_Record):
     explained_variance_ratio: list[float]
     explained_variance_kept: float
     fitted_with: str
+    spread_ceiling_rank: int = Field(
+        ge=0, description="components with more variance than this one are shrunk to it (0: none)"
+    )
+    component_weights: list[float] = Field(
+        description="each component's factor in the embedding (pca_components holds them applied)"
+    )
 
 
 class Calibration(_Record):

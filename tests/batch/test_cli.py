@@ -38,7 +38,12 @@ def test_flags_build_the_config():
 def test_defaults_are_imagenet_224_and_variance_chosen_k():
     config = config_from_args(build_parser().parse_args(["--input", "a", "--output", "b"]))
     assert (config.spec.weights, config.spec.image_size, config.spec.precision) == ("imagenet", 224, "fp32")
-    assert config.components is None and config.variance == 0.90
+    assert config.components is None and config.variance == 0.93
+    assert config.spread_ceiling_rank == 4
+    plain = config_from_args(
+        build_parser().parse_args(["--input", "a", "--output", "b", "--spread-ceiling", "0"])
+    )
+    assert plain.spread_ceiling_rank == 0
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from pyspark.ml.feature import PCA, StandardScaler
 from pyspark.ml.functions import array_to_vector
 
-from batch.fit import _ROWS_PER_PRODUCT, _rows, fit_projection
+from batch.fit import _ROWS_PER_PRODUCT, _rows, component_weights, fit_projection
 
 
 @pytest.mark.spark
@@ -64,3 +64,33 @@ def test_k_by_variance_and_deterministic_signs(spark):
     assert np.cumsum(a.explained_variance)[a.k - 1] >= 0.5 > np.cumsum(a.explained_variance)[a.k - 2]
     np.testing.assert_allclose(a.components, b.components, atol=1e-9)  # same signs, any partitioning
     assert (a.components[np.arange(a.k), np.abs(a.components).argmax(1)] > 0).all()
+
+
+def test_component_weights_shrink_the_spread_above_the_ceiling_rank():
+    eigenvalues = np.array([16.0, 9.0, 4.0, 1.0, 0.25])
+    # Component 3's variance (4) is the ceiling: the first two are shrunk to it, sd 4 -> 2, 3 -> 2.
+    np.testing.assert_allclose(component_weights(eigenvalues, 5, 3), [0.5, 2 / 3, 1, 1, 1])
+    np.testing.assert_allclose(component_weights(eigenvalues, 4, 1), [1, 1, 1, 1])
+    for off in (0, 5, 9):  # none, or a rank beyond K: plain coordinates
+        np.testing.assert_array_equal(component_weights(eigenvalues, 4, off), np.ones(4))
+
+
+@pytest.mark.spark
+def test_embedding_map_scales_each_component_by_its_weight(spark):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 8)) @ np.diag([6, 3, 2, 1, 1, 0.5, 0.3, 0.1])
+    frame = spark.createDataFrame(
+        pd.DataFrame({"features": list(x.astype(np.float32))}), "features array<float>"
+    )
+    fit = fit_projection(
+        frame, n_rows=300, dim=8, components=6, variance=0.9, max_components=8, ceiling_rank=3
+    )
+    # Independently: the standardised data's variance along each unit component, capped at the third's.
+    xs = (x - x.mean(0)) / x.std(0, ddof=1)
+    spread = ((xs @ fit.components.T) ** 2).sum(0) / (len(x) - 1)
+    np.testing.assert_allclose(fit.weights, np.minimum(1, np.sqrt(spread[2] / spread)), rtol=1e-6)
+    assert fit.weights[0] < 1 and fit.weights[2] == 1
+    np.testing.assert_allclose(np.linalg.norm(fit.embedding_map, axis=1), fit.weights, rtol=1e-9)
+    # In the embedding no direction spreads wider than the ceiling.
+    z = xs @ fit.embedding_map.T
+    assert z.var(0, ddof=1).max() <= spread[2] * (1 + 1e-6)

@@ -148,8 +148,15 @@ def test_scaler_and_pca_match_numpy_on_the_stored_features(job_run):
     ratios = (s**2 / (s**2).sum())[:k]
     np.testing.assert_allclose(result.manifest.pca.explained_variance_ratio[:k], ratios, atol=1e-5)
     # Same subspace (signs may flip): |cosine| of matching components ~ 1 where well separated.
-    cos = np.abs((b.pca_components[:3] * vt[:3]).sum(1))
+    norms = np.linalg.norm(b.pca_components, axis=1)
+    cos = np.abs((b.pca_components[:3] / norms[:3, None] * vt[:3]).sum(1))
     assert np.all(cos > 0.999)
+    # Each component is stored scaled by its weight: those spreading wider than the ceiling
+    # rank's component are shrunk to its spread.
+    rank = result.manifest.pca.spread_ceiling_rank
+    assert 0 < rank <= k
+    np.testing.assert_allclose(norms, np.minimum(1, s[rank - 1] / s[:k]), rtol=1e-4)
+    np.testing.assert_allclose(result.manifest.pca.component_weights, norms, atol=1e-5)
 
 
 def test_components_flag_and_catalog_override(spark, dataset, tmp_path):

@@ -45,6 +45,8 @@ def make_manifest(version: str, k: int, d: int, rows: int) -> mf.Manifest:
             explained_variance_ratio=[0.5] * k,
             explained_variance_kept=1.0,
             fitted_with="test",
+            spread_ceiling_rank=0,
+            component_weights=[1.0] * k,
         ),
         calibration=mf.Calibration(
             rule="test",
