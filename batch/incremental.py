@@ -17,7 +17,7 @@ from batch.config import JobConfig
 from batch.featurize import featurize_images
 from batch.images import images_frame
 from batch.weights import ShippedWeights
-from models.bundle import FEATURES_DIR, current_version, read_manifest, version_uri
+from models.bundle import FEATURES_DIR, BundleError, current_version, read_manifest, version_uri
 from models.manifest import Manifest, Refresh
 from models.preprocess import PREPROCESSING_VERSION
 from models.storage import join, storage_for
@@ -76,7 +76,10 @@ def _previous_version(config: JobConfig) -> tuple[str | None, Manifest | None, s
     version = current_version(config.output_uri)
     if version is None:
         return None, None, "no previous version: full run"
-    manifest = read_manifest(config.output_uri, version)
+    try:
+        manifest = read_manifest(config.output_uri, version)
+    except BundleError as exc:  # e.g. an older bundle format: its features are not trusted
+        return version, None, f"previous version unusable ({exc}): full run"
     if manifest.featurizer != config.spec:
         return version, None, f"previous version {version} used featurizer {manifest.featurizer}: full run"
     if manifest.preprocessing.version != PREPROCESSING_VERSION:

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.config import JobConfig
+from batch.incremental import _previous_version
 from batch.job import run_job
 from models.augment import AugmentSpec
 from models.bundle import read_bundle
@@ -171,3 +172,16 @@ def test_a_photo_rewritten_with_its_size_and_mtime_kept_is_featurized_again(spar
     assert not np.allclose(
         new.loc[str(target), "features"], features_of(root, first.version).loc[str(target), "features"]
     )
+
+
+def test_a_previous_version_of_an_older_bundle_format_means_a_full_run(tmp_path):
+    """An upgrade must not break a scheduled incremental refresh: the old version is reported
+    and every photo is featurized again."""
+    version = "20260101T000000Z-abcdef"
+    (tmp_path / "versions" / version).mkdir(parents=True)
+    (tmp_path / "versions" / version / "manifest.json").write_text('{"format_version": 3}')
+    (tmp_path / "CURRENT").write_text(version)
+    config = JobConfig(input_uri=str(tmp_path / "photos"), output_uri=str(tmp_path), incremental=True)
+    found, manifest, note = _previous_version(config)
+    assert (found, manifest) == (version, None)
+    assert "bundle format 3" in note and note.endswith("full run")
