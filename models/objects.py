@@ -82,12 +82,18 @@ def white_balance_gains(rgb: np.ndarray) -> np.ndarray | None:
         return None
     if colour.max() < BALANCE_MIN_LEVEL:
         return None
-    if colour.max() / max(colour.min(), 1.0) > BALANCE_MAX_CAST:
+    if not is_neutral(colour):
         return None
     gains = 255.0 / np.maximum(colour, 1.0)
     if gains.max() > BALANCE_MAX_GAIN:
         return None
     return gains.astype(np.float32)
+
+
+def is_neutral(colour: np.ndarray) -> bool:
+    """A grey or white surface, perhaps under a tinted light: no channel exceeds another by more
+    than BALANCE_MAX_CAST."""
+    return bool(colour.max() / max(colour.min(), 1.0) <= BALANCE_MAX_CAST)
 
 
 @dataclass(frozen=True)
@@ -97,17 +103,24 @@ class Backdrop:
     colours: np.ndarray  # plain: (1, 3) its colour; texture: (P, 4) samples of describe()
     plain: bool
     threshold: float  # distance beyond which a pixel is not backdrop
+    # Plain: pixels like the colour but darker are its shadow. Only on a neutral backdrop: on a
+    # coloured one a fruit of its hue (a red apple on red cloth, an avocado on green) is darker
+    # in the same way, and was cut away as shadow (plain coloured backdrops: 86.8 -> 92.2% top-1
+    # on 500 Test photos, the white-page shadow row unchanged).
+    shadows: bool = True
 
     def distance(self, rgb: np.ndarray) -> np.ndarray:
         """(h, w): each pixel's distance to the backdrop. Plain: `rgb` (h, w, 3) against its colour,
-        its shadow (the colour, less light) counting as backdrop. Texture: `rgb` is describe()'s
-        (h, w, 4), against the nearest sample."""
+        its shadow (the colour, less light) counting as backdrop where `shadows`. Texture: `rgb`
+        is describe()'s (h, w, 4), against the nearest sample."""
         if not self.plain:
             flat = rgb.reshape(-1, self.colours.shape[1])
             return cKDTree(self.colours).query(flat, k=1)[0].reshape(rgb.shape[:2])
         flat = rgb.reshape(-1, 3)
         colour = self.colours[0]
         direct = np.sqrt(_squared_norm(flat - colour))
+        if not self.shadows:
+            return direct.reshape(rgb.shape[:2])
         # (r + g + b) / 3, as flat.mean(-1) computes it, without a reduction over a length-3 axis.
         ratio = (flat[:, 0] + flat[:, 1] + flat[:, 2]) / 3.0 / max(float(colour.mean()), 1.0)
         relit = flat / np.maximum(ratio, 1e-3)[:, None]
@@ -151,7 +164,8 @@ def plain_backdrop(rgb: np.ndarray) -> Backdrop | None:
     if not is_plain(colour, near, SEGMENT_PLAIN_SHARE):
         return None
     spread = float(np.percentile(np.sqrt(((border[near] - colour) ** 2).sum(-1)), 90))
-    return Backdrop(colour[None, :].astype(np.float32), True, max(MIN_THRESHOLD, NOISE_FACTOR * spread))
+    threshold = max(MIN_THRESHOLD, NOISE_FACTOR * spread)
+    return Backdrop(colour[None, :].astype(np.float32), True, threshold, shadows=is_neutral(colour))
 
 
 def texture_backdrop(descriptors: np.ndarray) -> Backdrop:

@@ -26,7 +26,9 @@ from models.objects import (
 # incremental refresh refuse features made by another version. 2: on a textured backdrop the
 # fruit's mask is refined by GrabCut (models/objects.py). 3: textures described by colour and
 # busyness, every fruit turned to one angle, its light moved halfway to a common level.
-PREPROCESSING_VERSION = "object-centred-3"
+# 5 (4 was a reverted experiment): a darker pixel of a coloured backdrop's hue is no longer
+# taken for its shadow.
+PREPROCESSING_VERSION = "object-centred-5"
 
 # Formats we accept, detected from the bytes (never from a file name or content type).
 # MPO is what many phone cameras write: a JPEG with extra frames.

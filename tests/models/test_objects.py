@@ -63,6 +63,19 @@ def test_a_cast_shadow_is_not_part_of_the_fruit():
     assert np.abs(np.subtract(found_box(img), (40, 26, 80, 66))).max() <= 2
 
 
+@pytest.mark.parametrize(
+    ("cloth", "fruit"),
+    [((190, 40, 40), (105, 22, 22)), ((70, 150, 60), (30, 64, 26))],
+    ids=["dark red apple on red cloth", "avocado on green cloth"],
+)
+def test_a_fruit_of_a_coloured_backdrops_hue_is_not_taken_for_its_shadow(cloth, fruit):
+    """The fruit is the cloth's colour, only darker (as a shadow would be): on a coloured
+    backdrop that is a fruit, found whole."""
+    box = (40, 26, 80, 66)
+    got = found_box(scene(Image.new("RGB", (W, H), cloth), box, colour=fruit))
+    assert got is not None and np.abs(np.subtract(got, box)).max() <= 2, got
+
+
 def test_a_fruit_touching_the_edges_is_still_found_whole():
     box = (4, 0, 124, 96)  # fills the frame, touching top and bottom, as Fruits-360 photos do
     got = found_box(scene(Image.new("RGB", (W, H), (255, 255, 255)), box))
