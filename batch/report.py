@@ -83,6 +83,13 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _weights_line(rank: int, weights: list[float]) -> str:
+    shrunk = [f"{w:.2f}" for w in weights if w < 1]
+    if not shrunk:
+        return "none: plain PCA coordinates"
+    return f"the first {len(shrunk)} shrunk to component {rank}'s spread: x {', '.join(shrunk)}"
+
+
 def explained_variance_plot(ratios: list[float], k: int, target: float | None) -> bytes:
     ratios = np.asarray(ratios, dtype=float)
     n = np.arange(1, len(ratios) + 1)
@@ -207,6 +214,7 @@ def render_html(
                 f"K = {pca.k} of {m.feature_dim} features, keeps "
                 f"{pca.explained_variance_kept:.1%} of the variance ({e(pca.chosen_by)})",
             ],
+            ["component weights", _weights_line(pca.spread_ceiling_rank, pca.component_weights)],
             [
                 "leave-one-out nearest-class accuracy",
                 f'<span id="loo-accuracy" data-value="{loo:.6f}">{loo:.1%}</span>',

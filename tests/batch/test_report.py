@@ -55,6 +55,8 @@ def test_report_states_the_run_facts(job_run):
     _, report, manifest = _report(job_run)
     page = (report / "index.html").read_text(encoding="utf-8")
     assert f"K = {manifest['pca']['k']} of {manifest['feature_dim']}" in page
+    shrunk = [w for w in manifest["pca"]["component_weights"] if w < 1]
+    assert shrunk and f"the first {len(shrunk)} shrunk to component 4's spread: x {shrunk[0]:.2f}" in page
     for stage in ("featurize", "fit", "write"):
         assert f"<td>{stage}</td>" in page
     # The fixture's corrupt photo is listed with its reason.
