@@ -116,6 +116,9 @@ class Classifier:
         self._temperature = calibration.temperature
         self._min_confidence = calibration.min_confidence
         self._row_scale = view_scale(bundle.views, calibration.view_distance_factor)
+        # The reference rows as the search reads them, made once (float64, with their squared norms).
+        self._rows = np.asarray(bundle.embeddings, dtype=np.float64)
+        self._rows_squared = (self._rows * self._rows).sum(1)
         # Where the model puts photos of a bare backdrop (white as in Fruits-360, black, ...): a
         # photo nearer to one of them than to every class shows no fruit (a blank page, text on
         # paper, a covered lens), however wide a class's threshold. Derived from the model
@@ -161,7 +164,7 @@ class Classifier:
 
     def classify(self, embeddings: np.ndarray, top_k: int) -> list[Classification]:
         """Embeddings (n, K) -> one answer each: ranked classes, scores, known, examples."""
-        d = pairwise_distances(embeddings, self.bundle.embeddings) * self._row_scale[None, :]
+        d = pairwise_distances(embeddings, self._rows, self._rows_squared) * self._row_scale[None, :]
         dist, _ = min_per_class(d, self._members)
         scores = scores_from_distances(dist, self._temperature)
         top_k = min(top_k, len(self._classes))

@@ -20,11 +20,16 @@ def project(features: np.ndarray, mean: np.ndarray, scale: np.ndarray, component
     return (centred @ np.asarray(components, dtype=np.float64).T).astype(np.float32)
 
 
-def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances between the rows of a (n, K) and b (m, K), float64."""
+def pairwise_distances(a: np.ndarray, b: np.ndarray, b_squared: np.ndarray | None = None) -> np.ndarray:
+    """Euclidean distances between the rows of a (n, K) and b (m, K), float64.
+
+    b_squared: (b * b).sum(1) of a float64 b, when the caller keeps it (the service's reference
+    rows: computing it per request was most of a request's search time)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    if b_squared is None:
+        b_squared = (b * b).sum(1)
+    sq = (a * a).sum(1)[:, None] + b_squared[None, :] - 2.0 * (a @ b.T)
     return np.sqrt(np.maximum(sq, 0.0))
 
 

@@ -9,6 +9,7 @@ from models.scoring import (
     class_distances,
     expected_calibration_error,
     leave_one_out_distances,
+    pairwise_distances,
     project,
     scores_from_distances,
     view_scale,
@@ -111,3 +112,12 @@ def test_augmented_views_count_farther_than_real_photos():
     # Far from every real photo, the view still answers.
     dist, _ = class_distances(np.array([[-3.0, 0]]), emb, labels, 2, row_scale=scale)
     assert dist.argmin() == 1
+
+
+def test_pairwise_distances_against_a_direct_computation_with_or_without_kept_norms():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(5, 7)).astype(np.float32), rng.normal(size=(40, 7))
+    direct = np.sqrt(((a[:, None, :].astype(np.float64) - b[None, :, :]) ** 2).sum(-1))
+    np.testing.assert_allclose(pairwise_distances(a, b), direct, rtol=1e-9, atol=1e-9)
+    # The squared norms a caller keeps give the very same numbers.
+    np.testing.assert_array_equal(pairwise_distances(a, b, (b * b).sum(1)), pairwise_distances(a, b))
