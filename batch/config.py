@@ -17,9 +17,10 @@ DEFAULT_VARIANCE = 0.93
 MAX_COMPONENTS = 256
 # Components whose variance exceeds the SPREAD_CEILING_RANK-th's are shrunk to it in the
 # embedding (batch.fit.component_weights). With random weights the first component holds half
-# the variance and follows the photo's light and contrast; shrunk with the next two to the
-# fourth's spread, and K raised from 29 (90%) to 71 (93%), the full Test split went from 90.85 to
-# 92.2% top-1 and the contrast row of docs/robustness.md from 62 to 72% (README, "Distances").
+# the variance and is the photo's overall activation, which contrast moves; shrunk with the next
+# two to the fourth's spread, and K raised from 29 (90%) to 71 (93%), the full Test split went
+# from 90.85 to 92.2% top-1 and the contrast row of docs/robustness.md from 62 to 72% (README,
+# "Distances").
 SPREAD_CEILING_RANK = 4
 # Augmented views per training photo in the reference set (docs/robustness.md: without views,
 # brightness and contrast rows lose 5-50 points); each view costs one more featurize pass.

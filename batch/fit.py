@@ -53,9 +53,10 @@ def component_weights(eigenvalues: np.ndarray, k: int, ceiling_rank: int) -> np.
     exceeds that of component `ceiling_rank` (1-based) is shrunk to it; the others keep theirs.
     0, or a rank beyond K, keeps plain PCA coordinates.
 
-    With a CNN's features the first component is mostly how strongly the whole photo excites
-    the model (its light and contrast), and holds half the variance: left as it is, it outweighs
-    every other direction in the distance (see batch/config.py, SPREAD_CEILING_RANK).
+    With these features the first component is how strongly the whole photo excites the model
+    (with random weights: correlation 0.999 with the mean feature, half the variance, and what a
+    contrast change moves most): left as it is, it outweighs every other direction in the
+    distance (see batch/config.py, SPREAD_CEILING_RANK).
     """
     if not 0 < ceiling_rank <= k:
         return np.ones(k)
