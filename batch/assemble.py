@@ -35,8 +35,8 @@ from models.storage import join
 
 KNOWN_RULE = (
     "known if distance to the class's nearest training row <= threshold, nearer than an empty "
-    "scene, and confidence >= min_confidence; threshold = margin x percentile of "
-    "leave-one-photo-out same-class NN distances"
+    "scene, both in the weighted and in plain PCA coordinates, and confidence >= min_confidence; "
+    "threshold = margin x percentile of leave-one-photo-out same-class NN distances"
 )
 _LIBRARIES = ("numpy", "pillow", "tensorflow-cpu", "tensorflow", "keras", "pyspark", "pyarrow")
 
@@ -68,7 +68,12 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
     classes = np.array(sorted(set(labels.tolist())))
     photo_idx = np.unique(sources, return_inverse=True)[1]
     calibration = calibrate(
-        embeddings, np.searchsorted(classes, labels), len(classes), groups=photo_idx, views=views
+        embeddings,
+        np.searchsorted(classes, labels),
+        len(classes),
+        groups=photo_idx,
+        views=views,
+        plain=embeddings / out.projection.weights,
     )
     originals = labels[views == 0]
     manifest = Manifest(
@@ -125,6 +130,7 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
         views=views,
         classes=classes,
         thresholds=calibration.thresholds,
+        plain_thresholds=calibration.plain_thresholds,
         catalog=build_catalog(classes.tolist(), out.catalog_overrides),
     )
 

@@ -43,7 +43,8 @@ ORPHAN_GRACE = timedelta(hours=1)
 _ID_TIME = "%Y%m%dT%H%M%SZ"
 # 2: object-centred preprocessing, augmented views (the `views` array), calibrated scores.
 # 3: the manifest is typed (models/manifest.py): no free-form fields.
-# 4: pca_components carry each component's weight (manifest pca.component_weights).
+# 4: pca_components carry each component's weight (manifest pca.component_weights), and
+#    plain_thresholds bound the plain PCA distance.
 FORMAT_VERSION = 4
 
 # name -> (description, dtype kind): the arrays every bundle carries.
@@ -57,6 +58,7 @@ ARRAY_FILES = {
     "views": "0 for the photo itself, v >= 1 for its v-th augmented view, (N,)",
     "classes": "sorted class labels, (C,)",
     "thresholds": "per-class 'known' distance threshold, (C,)",
+    "plain_thresholds": "the same in plain PCA coordinates (embeddings / weights), (C,)",
 }
 
 log = logging.getLogger("models.bundle")
@@ -125,6 +127,7 @@ class ArtifactBundle:
     views: np.ndarray
     classes: np.ndarray
     thresholds: np.ndarray
+    plain_thresholds: np.ndarray
     catalog: dict = field(default_factory=dict)
 
     @property
@@ -155,6 +158,8 @@ class ArtifactBundle:
             (self.sources.shape == (n,), f"sources must be ({n},)"),
             (self.views.shape == (n,), f"views must be ({n},)"),
             (self.thresholds.shape == (c,), f"thresholds must be ({c},)"),
+            (self.plain_thresholds.shape == (c,), f"plain_thresholds must be ({c},)"),
+            (len(self.manifest.pca.component_weights) == k, "manifest pca.component_weights disagrees"),
             (n > 0 and c > 0, "the bundle holds no training photos"),
             (list(self.classes) == sorted(set(self.classes.tolist())), "classes must be sorted"),
             (set(self.labels.tolist()) <= set(self.classes.tolist()), "labels outside classes"),

@@ -119,6 +119,12 @@ class Classifier:
         # The reference rows as the search reads them, made once (float64, with their squared norms).
         self._rows = np.asarray(bundle.embeddings, dtype=np.float64)
         self._rows_squared = (self._rows * self._rows).sum(1)
+        # ...and in plain PCA coordinates. The weighted ones rank the classes (light and contrast
+        # do not outweigh the rest); whether the photo is one of them at all is also asked in
+        # plain coordinates, where a text page's overall activation, unlike any fruit's, counts.
+        self._unweigh = 1.0 / np.asarray(bundle.manifest.pca.component_weights, dtype=np.float64)
+        self._plain_rows = self._rows * self._unweigh
+        self._plain_rows_squared = (self._plain_rows * self._plain_rows).sum(1)
         # Where the model puts photos of a bare backdrop (white as in Fruits-360, black, ...): a
         # photo nearer to one of them than to every class shows no fruit (a blank page, text on
         # paper, a covered lens), however wide a class's threshold. Derived from the model
@@ -169,10 +175,28 @@ class Classifier:
         scores = scores_from_distances(dist, self._temperature)
         top_k = min(top_k, len(self._classes))
         to_empty = pairwise_distances(embeddings, self.empty_scenes).min(1)
-        return [self._answer(d[i], dist[i], scores[i], top_k, float(to_empty[i])) for i in range(len(d))]
+        plain = np.asarray(embeddings, dtype=np.float64) * self._unweigh
+        d_plain = (
+            pairwise_distances(plain, self._plain_rows, self._plain_rows_squared) * self._row_scale[None, :]
+        )
+        plain_to_empty = pairwise_distances(plain, self.empty_scenes * self._unweigh).min(1)
+        out = []
+        for i in range(len(d)):
+            best = int(np.argmin(dist[i]))
+            # The best class in plain coordinates: within its threshold and nearer than a bare backdrop.
+            near_plain = float(d_plain[i, self._members[best]].min())
+            plain_ok = near_plain <= self.bundle.plain_thresholds[best] and near_plain < plain_to_empty[i]
+            out.append(self._answer(d[i], dist[i], scores[i], top_k, float(to_empty[i]), plain_ok))
+        return out
 
     def _answer(
-        self, drow: np.ndarray, dist: np.ndarray, scores: np.ndarray, top_k: int, to_empty: float
+        self,
+        drow: np.ndarray,
+        dist: np.ndarray,
+        scores: np.ndarray,
+        top_k: int,
+        to_empty: float,
+        plain_ok: bool,
     ) -> Classification:
         order = np.argsort(dist, kind="stable")[:top_k]
         matches = []
@@ -193,6 +217,7 @@ class Classifier:
             best.distance <= best.threshold
             and best.distance < to_empty
             and best.score >= self._min_confidence
+            and plain_ok
         )
         return Classification(label=best.label, known=known, top_k=matches, scores=tuple(scores.tolist()))
 

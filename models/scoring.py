@@ -164,6 +164,7 @@ def leave_one_out_distances(
 @dataclass(frozen=True)
 class Calibration:
     thresholds: np.ndarray  # (C,) a photo farther than this from class c is not known as c
+    plain_thresholds: np.ndarray  # (C,) the same for distances in `plain` coordinates
     temperature: float  # softmax temperature: scores are calibrated confidences
     percentile: float
     margin: float
@@ -194,6 +195,7 @@ def calibrate(
     margin: float = 1.5,
     min_confidence: float = MIN_CONFIDENCE,
     seed: int = 0,
+    plain: np.ndarray | None = None,
 ) -> Calibration:
     """Per-class "unknown" thresholds and the confidence temperature, from held-out answers.
 
@@ -209,21 +211,28 @@ def calibrate(
 
     temperature: fitted by likelihood on up to CALIBRATION_ROWS held-out answers (temperature
     scaling), so that among answers given with confidence c, about c are right.
+
+    plain: the rows in plain PCA coordinates when `embeddings` are weighted (batch.fit): the
+    same thresholds measured there (default: those of `embeddings`).
     """
     groups = np.arange(len(embeddings)) if groups is None else np.asarray(groups)
     views = np.zeros(len(embeddings), dtype=int) if views is None else np.asarray(views)
     scale = view_scale(views, view_factor)
     photos = np.flatnonzero(views == 0)
-    loo = leave_one_out_distances(embeddings, label_idx, groups, scale)[photos]
-    photo_labels = label_idx[photos]
-    thresholds = np.full(n_classes, np.nan)
-    for c in range(n_classes):
-        d = loo[photo_labels == c]
-        d = d[np.isfinite(d)]
-        if len(d):
-            thresholds[c] = margin * np.percentile(d, percentile)
-    fallback = np.nanmedian(thresholds) if np.isfinite(thresholds).any() else np.inf
-    thresholds = np.where(np.isfinite(thresholds), thresholds, fallback)
+
+    def class_thresholds(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        loo = leave_one_out_distances(rows, label_idx, groups, scale)[photos]
+        out = np.full(n_classes, np.nan)
+        for c in range(n_classes):
+            d = loo[label_idx[photos] == c]
+            d = d[np.isfinite(d)]
+            if len(d):
+                out[c] = margin * np.percentile(d, percentile)
+        fallback = np.nanmedian(out) if np.isfinite(out).any() else np.inf
+        return np.where(np.isfinite(out), out, fallback), loo
+
+    thresholds, loo = class_thresholds(embeddings)
+    plain_thresholds = thresholds if plain is None else class_thresholds(np.asarray(plain))[0]
 
     rng = np.random.default_rng(seed)
     rows = photos
@@ -249,6 +258,7 @@ def calibrate(
         temperature, ece = (float(np.median(finite)) if len(finite) else 1.0), float("nan")
     return Calibration(
         thresholds.astype(np.float64),
+        plain_thresholds.astype(np.float64),
         temperature,
         percentile,
         margin,

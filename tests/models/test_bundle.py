@@ -81,6 +81,7 @@ def make_bundle(version: str | None = None, k: int = 3, d: int = 8) -> ArtifactB
         views=np.array([0, 1, 0, 1, 0], dtype=np.int16),
         classes=np.array(["A", "B"]),
         thresholds=np.array([1.0, 2.0]),
+        plain_thresholds=np.array([1.5, 2.5]),
         catalog={"A": {"display_name": "Apple"}, "B": {"display_name": "Banana"}},
     )
 

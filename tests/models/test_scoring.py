@@ -121,3 +121,15 @@ def test_pairwise_distances_against_a_direct_computation_with_or_without_kept_no
     np.testing.assert_allclose(pairwise_distances(a, b), direct, rtol=1e-9, atol=1e-9)
     # The squared norms a caller keeps give the very same numbers.
     np.testing.assert_array_equal(pairwise_distances(a, b, (b * b).sum(1)), pairwise_distances(a, b))
+
+
+def test_plain_thresholds_are_measured_in_the_plain_coordinates():
+    emb = rng.normal(size=(60, 4))
+    labels = np.repeat(np.arange(3), 20)
+    weights = np.array([0.25, 0.5, 1.0, 1.0])
+    cal = calibrate(emb, labels, 3, plain=emb / weights)
+    alone = calibrate(emb / weights, labels, 3)
+    np.testing.assert_allclose(cal.plain_thresholds, alone.thresholds)
+    np.testing.assert_allclose(cal.thresholds, calibrate(emb, labels, 3).thresholds)
+    assert not np.allclose(cal.plain_thresholds, cal.thresholds)
+    np.testing.assert_array_equal(calibrate(emb, labels, 3).plain_thresholds, cal.thresholds)
