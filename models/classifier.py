@@ -185,7 +185,9 @@ class Classifier:
             best = int(np.argmin(dist[i]))
             # The best class in plain coordinates: within its threshold and nearer than a bare backdrop.
             near_plain = float(d_plain[i, self._members[best]].min())
-            plain_ok = near_plain <= self.bundle.plain_thresholds[best] and near_plain < plain_to_empty[i]
+            plain_ok = bool(
+                near_plain <= self.bundle.plain_thresholds[best] and near_plain < plain_to_empty[i]
+            )
             out.append(self._answer(d[i], dist[i], scores[i], top_k, float(to_empty[i]), plain_ok))
         return out
 
@@ -219,7 +221,9 @@ class Classifier:
             and best.score >= self._min_confidence
             and plain_ok
         )
-        return Classification(label=best.label, known=known, top_k=matches, scores=tuple(scores.tolist()))
+        return Classification(
+            label=best.label, known=bool(known), top_k=matches, scores=tuple(scores.tolist())
+        )
 
     def _examples(self, ranked: np.ndarray, drow: np.ndarray) -> list[Example]:
         """The nearest distinct training photos: a photo's augmented views point to it once."""
