@@ -151,7 +151,8 @@ def _pca(config: JobConfig, projection: Projection) -> Pca:
         explained_variance_ratio=[round(float(v), 6) for v in explained],
         explained_variance_kept=round(float(explained[: projection.k].sum()), 6),
         spread_ceiling_rank=config.spread_ceiling_rank,
-        component_weights=[round(float(v), 6) for v in projection.weights],
+        # Unrounded: the service unweighs the embeddings with these, as the job's plain thresholds did.
+        component_weights=[float(v) for v in projection.weights],
         fitted_with="batch.fit: Spark-aggregated X^T X, numpy eigh on the driver (= pyspark.ml PCA)",
     )
 

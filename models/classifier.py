@@ -130,6 +130,7 @@ class Classifier:
         # paper, a covered lens), however wide a class's threshold. Derived from the model
         # alone, so the bundle needs no field for it.
         self.empty_scenes = self.project(self.featurize(empty_scene_inputs(featurizer.spec.image_size)))
+        self._plain_empty_scenes = self.empty_scenes * self._unweigh
 
     @property
     def version(self) -> str:
@@ -176,20 +177,19 @@ class Classifier:
         top_k = min(top_k, len(self._classes))
         to_empty = pairwise_distances(embeddings, self.empty_scenes).min(1)
         plain = np.asarray(embeddings, dtype=np.float64) * self._unweigh
-        d_plain = (
-            pairwise_distances(plain, self._plain_rows, self._plain_rows_squared) * self._row_scale[None, :]
-        )
-        plain_to_empty = pairwise_distances(plain, self.empty_scenes * self._unweigh).min(1)
-        out = []
-        for i in range(len(d)):
-            best = int(np.argmin(dist[i]))
-            # The best class in plain coordinates: within its threshold and nearer than a bare backdrop.
-            near_plain = float(d_plain[i, self._members[best]].min())
-            plain_ok = bool(
-                near_plain <= self.bundle.plain_thresholds[best] and near_plain < plain_to_empty[i]
+        plain_to_empty = pairwise_distances(plain, self._plain_empty_scenes).min(1)
+        return [
+            self._answer(
+                d[i], dist[i], scores[i], top_k, float(to_empty[i]), plain[i], float(plain_to_empty[i])
             )
-            out.append(self._answer(d[i], dist[i], scores[i], top_k, float(to_empty[i]), plain_ok))
-        return out
+            for i in range(len(d))
+        ]
+
+    def _plain_distance(self, plain: np.ndarray, c: int) -> float:
+        """A photo's distance, in plain PCA coordinates, to class c's nearest training row."""
+        rows = self._members[c]
+        d = pairwise_distances(plain[None], self._plain_rows[rows], self._plain_rows_squared[rows])[0]
+        return float((d * self._row_scale[rows]).min())
 
     def _answer(
         self,
@@ -198,7 +198,8 @@ class Classifier:
         scores: np.ndarray,
         top_k: int,
         to_empty: float,
-        plain_ok: bool,
+        plain: np.ndarray,
+        plain_to_empty: float,
     ) -> Classification:
         order = np.argsort(dist, kind="stable")[:top_k]
         matches = []
@@ -215,11 +216,14 @@ class Classifier:
                 )
             )
         best = matches[0]
+        # Within the class's threshold and nearer than a bare backdrop, with the weighted distances
+        # and again in plain coordinates, and confident enough.
         known = (
             best.distance <= best.threshold
             and best.distance < to_empty
             and best.score >= self._min_confidence
-            and plain_ok
+            and (near := self._plain_distance(plain, order[0])) <= self.bundle.plain_thresholds[order[0]]
+            and near < plain_to_empty
         )
         return Classification(
             label=best.label, known=bool(known), top_k=matches, scores=tuple(scores.tolist())
