@@ -200,6 +200,60 @@ def test_a_sharp_fruit_on_a_blurred_close_up_of_its_colour_is_found(box):
     assert np.abs(np.subtract(got, box)).max() <= 3, (got, box)
 
 
+def mottled(seed: int) -> np.ndarray:
+    """A mottled surface of every colour, thumbnail-sized: 12 x 16 random colour blotches, grain."""
+    rng = np.random.default_rng(seed)
+    blotches = Image.fromarray(rng.integers(40, 230, (12, 16, 3)).astype(np.uint8))
+    smooth = np.asarray(blotches.resize((W, H), Image.Resampling.BICUBIC), dtype=np.float32)
+    return np.clip(smooth + rng.normal(0, 8, (H, W, 3)), 0, 255)
+
+
+@pytest.mark.parametrize("box", [(70, 20, 110, 62), (8, 40, 48, 88)])
+def test_the_shaded_half_of_a_fruit_on_a_mottled_surface_is_found_too(box, monkeypatch):
+    """Lit from the left, the fruit's right half is dark in colours the surface also has: the
+    colour mask and GrabCut keep only the lit half. The watershed grows it to the outline."""
+    left, top, right, bottom = box
+    truth = Image.new("1", (W, H), 0)
+    ImageDraw.Draw(truth).ellipse((left, top, right - 1, bottom - 1), fill=1)
+    fruit = np.asarray(truth)
+    across = np.clip((np.arange(W) - left) / (right - left), 0, 1)[None, :, None]
+    shading = np.array([230, 90, 70]) * (1 - across) + np.array([70, 30, 30]) * across
+    rgb = np.where(fruit[..., None], shading, mottled(1)).astype(np.float32)
+
+    def iou() -> float:
+        found = find_object(rgb)
+        return 0.0 if found is None else float((found.mask & fruit).sum() / (found.mask | fruit).sum())
+
+    assert iou() >= 0.97
+    assert np.abs(np.subtract(find_object(rgb).box, box)).max() <= 2
+    monkeypatch.setattr("models.objects.grow_by_watershed", lambda rgb, mask: mask)
+    assert iou() < 0.5  # the half-moon the watershed mends
+
+
+@pytest.mark.parametrize("box", [(20, 60, 100, 140), (140, 40, 236, 136)])
+def test_on_a_backdrop_out_of_focus_the_fruit_is_what_is_in_focus(box):
+    """A sharp red apple before a blurred close-up of a red apple (a phone's shallow focus): one
+    colour, so the colour mask merges them; the fine detail of the photo at twice the
+    thumbnail's side finds the sharp apple alone."""
+    apple = Image.open(fixture_photos("Test", "Apple Red 1")[0]).convert("RGB")
+    w, h = apple.size
+    close_up = apple.crop((w // 10, h // 10, w - w // 10, h - h // 10))
+    photo = close_up.resize((2 * W, 2 * H), Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(6))
+    fruit = apple.resize((box[2] - box[0], box[3] - box[1]))
+    alpha = Image.fromarray(((np.asarray(fruit).min(-1) < 235) * 255).astype(np.uint8))
+    photo.paste(fruit, box[:2], alpha)
+    truth = Image.new("L", photo.size, 0)
+    truth.paste(alpha, box[:2])
+    expected = np.array(truth.getbbox()) / 2  # thumbnail pixels
+    framing = frame_object(photo)
+    assert framing.found is not None
+    assert np.abs(np.subtract(framing.found.box, expected)).max() <= 2, framing.found.box
+    thumb = photo.copy()
+    thumb.thumbnail((W, W), Image.Resampling.BOX)
+    colours_only = find_object(np.asarray(thumb, dtype=np.float32))
+    assert colours_only is None or np.abs(np.subtract(colours_only.box, expected)).max() > 10
+
+
 def test_a_backdrop_other_than_white_is_plain_only_when_most_of_its_border_is_one_colour():
     """70% of the border one red, the rest a blurred other red (a close-up out of focus): one
     colour would call the rest foreground, so it is learnt as a texture; with one small patch
