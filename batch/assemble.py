@@ -30,7 +30,7 @@ from models.manifest import (
     Weights,
 )
 from models.preprocess import PREPROCESSING_VERSION, preprocess_image
-from models.scoring import calibrate
+from models.scoring import calibrate, plain_coordinates
 from models.storage import join
 
 KNOWN_RULE = (
@@ -73,7 +73,7 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
         len(classes),
         groups=photo_idx,
         views=views,
-        plain=embeddings / out.projection.weights,
+        plain=plain_coordinates(embeddings, out.projection.weights),
     )
     originals = labels[views == 0]
     manifest = Manifest(

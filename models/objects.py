@@ -62,13 +62,18 @@ class FoundObject:
     backdrop: Backdrop
 
 
-def border_pixels(rgb: np.ndarray) -> np.ndarray:
-    """The pixels of a band along the four edges, (n, 3)."""
-    h, w = rgb.shape[:2]
+def border_band(shape: tuple[int, ...]) -> np.ndarray:
+    """(h, w) bool: the band along the four edges of an (h, w, ...) image that samples its backdrop."""
+    h, w = shape[:2]
     b = max(2, round(BORDER_SHARE * min(h, w)))
     band = np.ones((h, w), dtype=bool)
     band[b : h - b, b : w - b] = False
-    return rgb[band]
+    return band
+
+
+def border_pixels(rgb: np.ndarray) -> np.ndarray:
+    """The pixels of the border band, (n, channels)."""
+    return rgb[border_band(rgb.shape)]
 
 
 def white_balance_gains(rgb: np.ndarray) -> np.ndarray | None:
@@ -256,12 +261,8 @@ GRABCUT_MIN_KEPT = 0.3
 def refine_on_texture(rgb: np.ndarray, rough: np.ndarray) -> np.ndarray:
     """GrabCut seeded by the rough mask: inside it probably fruit, outside probably backdrop,
     the border band surely backdrop. Returns the refined mask (bool)."""
-    h, w = rough.shape
     seeds = np.where(rough, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
-    b = max(2, round(BORDER_SHARE * min(h, w)))
-    band = np.ones((h, w), dtype=bool)
-    band[b : h - b, b : w - b] = False
-    seeds[band & ~rough] = cv2.GC_BGD
+    seeds[border_band(rough.shape) & ~rough] = cv2.GC_BGD
     image = np.ascontiguousarray(np.clip(rgb, 0, 255).astype(np.uint8)[..., ::-1])  # BGR
     fg_model, bg_model = np.zeros((1, 65)), np.zeros((1, 65))
     cv2.setRNGSeed(0)  # GrabCut's GMM initialisation: the same mask on every run
@@ -296,15 +297,11 @@ def grain(rgb: np.ndarray, smooth: np.ndarray) -> float:
 def grow_by_watershed(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The fruit's mask grown (or trimmed) to the strongest edges around it: a watershed of the
     thumbnail seeded by the mask's core and by the border band outside the mask (bool)."""
-    h, w = mask.shape
     core = cv2.erode(_bytes(mask), np.ones((3, 3), np.uint8), iterations=WATERSHED_CORE).view(bool)
     if not core.any():
         return mask
-    b = max(2, round(BORDER_SHARE * min(h, w)))
-    band = np.ones((h, w), dtype=bool)
-    band[b : h - b, b : w - b] = False
-    markers = np.zeros((h, w), np.int32)
-    markers[band & ~mask] = 1
+    markers = np.zeros(mask.shape, np.int32)
+    markers[border_band(mask.shape) & ~mask] = 1
     markers[core] = 2
     image = np.ascontiguousarray(np.clip(rgb, 0, 255).astype(np.uint8)[..., ::-1])  # BGR
     cv2.watershed(image, markers)

@@ -20,6 +20,13 @@ def project(features: np.ndarray, mean: np.ndarray, scale: np.ndarray, component
     return (centred @ np.asarray(components, dtype=np.float64).T).astype(np.float32)
 
 
+def plain_coordinates(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Embeddings (n, K) scaled by their components' weights (batch.fit.component_weights) back
+    in plain PCA coordinates, float64: where the job calibrates, and the service checks, the
+    plain "known" thresholds."""
+    return np.asarray(embeddings, dtype=np.float64) / np.asarray(weights, dtype=np.float64)
+
+
 def pairwise_distances(a: np.ndarray, b: np.ndarray, b_squared: np.ndarray | None = None) -> np.ndarray:
     """Euclidean distances between the rows of a (n, K) and b (m, K), float64.
 
