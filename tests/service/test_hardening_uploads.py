@@ -133,14 +133,18 @@ class SlowClients:
         self.socks: list[socket.socket] = []
         self.replies: dict[int, bytes] = {}
         self.order: list[int] = []  # sockets in the order their answers came
-        head = (
+        self.head = (
             f"POST /v1/classify HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             "Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 200000\r\n\r\n"
             '--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
         ).encode()
+        self.open(n)
+
+    def open(self, n: int) -> None:
+        """`n` more uploads: connect, send the headers."""
         for _ in range(n):
             sock = socket.create_connection(self.address, timeout=5)
-            sock.sendall(head)
+            sock.sendall(self.head)
             self.socks.append(sock)
 
     def trickle_until_answered(self, limit_s: float) -> None:
@@ -192,9 +196,16 @@ def test_slow_bodies_get_408_while_the_service_keeps_answering(guarded_service):
 def test_connections_past_the_limit_get_503(guarded_service):
     # uvicorn answers 503 (and closes) each request that arrives while MAX_CONNECTIONS are
     # open; those answers come at once, the slow bodies that got in wait for their 408.
+    # uvicorn counts the connections it has accepted when it reads a request's headers, so the
+    # order is made deterministic: SLOW_CLIENTS (under the limit) first; a probe on a new
+    # connection, answered only after the server has read every earlier socket's headers (they
+    # were in its buffers first); then the rest, of which at least the last 11 find it full.
+    # Opened all at once, a busy server could accept all 120 before reading any: all 503.
     url, _ = guarded_service
-    slow = SlowClients(url, MAX_CONNECTIONS + 10)
+    slow = SlowClients(url, SLOW_CLIENTS)
     try:
+        assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
+        slow.open(MAX_CONNECTIONS + 10 - SLOW_CLIENTS)
         slow.trickle_until_answered(limit_s=BODY_TIMEOUT_S + 20)
     finally:
         slow.close()
