@@ -19,6 +19,7 @@ from models.objects import (
     find_object,
     largest_region,
     mask_box,
+    veil_share,
     white_balance_gains,
 )
 
@@ -29,7 +30,7 @@ from models.objects import (
 # 5 (4 was a reverted experiment): a darker pixel of a coloured backdrop's hue is no longer
 # taken for its shadow. 6: on a texture the mask is grown by a watershed to the fruit's outline,
 # and on a backdrop without fine detail (out of focus) the fruit is what is in focus.
-PREPROCESSING_VERSION = "object-centred-6"
+PREPROCESSING_VERSION = "object-centred-7"
 
 # Formats we accept, detected from the bytes (never from a file name or content type).
 # MPO is what many phone cameras write: a JPEG with extra frames.
@@ -180,12 +181,8 @@ def _soften(rgb: np.ndarray, size: int) -> np.ndarray:
 def _framed(img: Image.Image, size: int) -> np.ndarray:
     framing = frame_object(img)
     if framing.gains is not None:
-        levels = np.arange(256, dtype=np.float32)
-        img = img.point(
-            np.concatenate([np.minimum(255, np.round(levels * g)) for g in framing.gains])
-            .astype(int)
-            .tolist()
-        )
+        levels = balanced(np.broadcast_to(np.arange(256, dtype=np.float32)[:, None], (256, 3)), framing)
+        img = img.point(np.round(levels.T).astype(int).ravel().tolist())
     if framing.found is None:
         return np.asarray(_square_on_white(img, framing.square, size), dtype=np.float32)
     rgb, mask = _cut_out(img, framing, framing.square, framing.mask_square, size)
@@ -291,6 +288,7 @@ class Framing:
 
     square: tuple[float, float, float]  # (left, top, side) in photo pixels; may pass the edges
     gains: np.ndarray | None = None  # per-channel white-balance gains, applied first
+    veil: float = 1.0  # then the share of darkness a veil left is stretched back (1.0: none)
     found: FoundObject | None = None  # None: no clear object, the whole photo is kept
     mask: Image.Image | None = None  # the object's mask as an "L" image, thumbnail pixels
     mask_square: tuple[float, float, float] | None = None  # the square in thumbnail pixels
@@ -307,25 +305,35 @@ def frame_object(img: Image.Image) -> Framing:
     thumb.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
     rgb = np.asarray(thumb, dtype=np.float32)
     gains = white_balance_gains(rgb)
+    veil = 1.0
     if gains is not None:
-        rgb = np.minimum(rgb * gains, 255.0)
+        veil = veil_share(np.minimum(rgb * gains, 255.0), gains)
+        rgb = balanced(rgb, Framing((0, 0, 0), gains, veil))
 
     def detail() -> np.ndarray:  # the photo at twice the thumbnail's side, only when a texture asks
         finer = img.copy()
         finer.thumbnail((2 * WORK_SIDE, 2 * WORK_SIDE), Image.Resampling.BOX)
         arr = np.asarray(finer, dtype=np.float32)
-        return arr if gains is None else np.minimum(arr * gains, 255.0)
+        return arr if gains is None else balanced(arr, Framing((0, 0, 0), gains, veil))
 
     found = find_object(rgb, detail)
     if found is None:
         side = float(max(img.width, img.height))
-        return Framing(((img.width - side) / 2, (img.height - side) / 2, side), gains)
+        return Framing(((img.width - side) / 2, (img.height - side) / 2, side), gains, veil)
     scale = img.width / thumb.width
     left, top, right, bottom = found.box
     side = max(right - left, bottom - top) * (1 + 2 * OBJECT_MARGIN)
     square = ((left + right - side) / 2, (top + bottom - side) / 2, side)
     mask = Image.fromarray(found.mask.astype(np.uint8) * 255, mode="L")
-    return Framing(tuple(v * scale for v in square), gains, found, mask, square)
+    return Framing(tuple(v * scale for v in square), gains, veil, found, mask, square)
+
+
+def balanced(rgb: np.ndarray, framing: Framing) -> np.ndarray:
+    """`rgb` (..., 3) under the framing's white balance, its veil lifted."""
+    out = np.minimum(rgb * framing.gains, 255.0)
+    if framing.veil < 1.0:
+        out = np.maximum(255.0 - (255.0 - out) / np.float32(framing.veil), 0.0)
+    return out
 
 
 def _inner_square(square, box, size):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from scipy import ndimage
 
+from models import objects
 from models.objects import close, dilate, find_object, largest_region, open_, white_balance_gains
 from models.preprocess import frame_object, open_image, to_model_input
 from tests.support import encode, fixture_photos
@@ -132,6 +133,26 @@ def test_dim_light_on_a_white_page_is_undone(studio):
     framing = frame_object(dim)
     assert framing.gains is not None
     assert np.abs(to_model_input(dim, 64) - to_model_input(studio, 64)).mean() < 6
+
+
+def test_dim_light_is_not_taken_for_a_veil(studio):
+    dim = Image.fromarray((np.asarray(studio, dtype=np.float32) * 0.65).astype(np.uint8))
+    assert frame_object(dim).veil > 0.95
+    assert frame_object(studio).veil == 1.0  # a white page: never read for a veil
+
+
+@pytest.mark.parametrize("factor", [0.6, 0.75])
+def test_a_veiled_photo_gets_its_dark_tones_back(studio, factor, monkeypatch):
+    """A washed-out photo (every tone pulled towards the mean grey, as PIL's contrast does):
+    the page comes out grey and the fruit's darkest parts are no longer dark."""
+    veiled = ImageEnhance.Contrast(studio).enhance(factor)
+    framing = frame_object(veiled)
+    assert framing.veil == pytest.approx(factor, abs=0.1)
+    reference = to_model_input(studio, 64)
+    lifted = np.abs(to_model_input(veiled, 64) - reference).mean()
+    monkeypatch.setattr(objects, "VEIL_MIN_GAIN", np.inf)  # white balance alone
+    balanced_only = np.abs(to_model_input(veiled, 64) - reference).mean()
+    assert lifted < 6 < balanced_only, (lifted, balanced_only)
 
 
 def test_framing_keeps_the_old_path_when_nothing_stands_out():
