@@ -29,7 +29,8 @@ from models.objects import (
 # busyness, every fruit turned to one angle, its light moved halfway to a common level.
 # 5 (4 was a reverted experiment): a darker pixel of a coloured backdrop's hue is no longer
 # taken for its shadow. 6: on a texture the mask is grown by a watershed to the fruit's outline,
-# and on a backdrop without fine detail (out of focus) the fruit is what is in focus.
+# and on a backdrop without fine detail (out of focus) the fruit is what is in focus. 7: on a
+# page darker than white, a fruit whose darkest parts are not dark has its veil lifted.
 PREPROCESSING_VERSION = "object-centred-7"
 
 # Formats we accept, detected from the bytes (never from a file name or content type).
@@ -181,7 +182,8 @@ def _soften(rgb: np.ndarray, size: int) -> np.ndarray:
 def _framed(img: Image.Image, size: int) -> np.ndarray:
     framing = frame_object(img)
     if framing.gains is not None:
-        levels = balanced(np.broadcast_to(np.arange(256, dtype=np.float32)[:, None], (256, 3)), framing)
+        levels = np.broadcast_to(np.arange(256, dtype=np.float32)[:, None], (256, 3))
+        levels = balanced(levels, framing.gains, framing.veil)
         img = img.point(np.round(levels.T).astype(int).ravel().tolist())
     if framing.found is None:
         return np.asarray(_square_on_white(img, framing.square, size), dtype=np.float32)
@@ -308,13 +310,13 @@ def frame_object(img: Image.Image) -> Framing:
     veil = 1.0
     if gains is not None:
         veil = veil_share(np.minimum(rgb * gains, 255.0), gains)
-        rgb = balanced(rgb, Framing((0, 0, 0), gains, veil))
+        rgb = balanced(rgb, gains, veil)
 
     def detail() -> np.ndarray:  # the photo at twice the thumbnail's side, only when a texture asks
         finer = img.copy()
         finer.thumbnail((2 * WORK_SIDE, 2 * WORK_SIDE), Image.Resampling.BOX)
         arr = np.asarray(finer, dtype=np.float32)
-        return arr if gains is None else balanced(arr, Framing((0, 0, 0), gains, veil))
+        return arr if gains is None else balanced(arr, gains, veil)
 
     found = find_object(rgb, detail)
     if found is None:
@@ -328,11 +330,12 @@ def frame_object(img: Image.Image) -> Framing:
     return Framing(tuple(v * scale for v in square), gains, veil, found, mask, square)
 
 
-def balanced(rgb: np.ndarray, framing: Framing) -> np.ndarray:
-    """`rgb` (..., 3) under the framing's white balance, its veil lifted."""
-    out = np.minimum(rgb * framing.gains, 255.0)
-    if framing.veil < 1.0:
-        out = np.maximum(255.0 - (255.0 - out) / np.float32(framing.veil), 0.0)
+def balanced(rgb: np.ndarray, gains: np.ndarray, veil: float) -> np.ndarray:
+    """`rgb` (..., 3) under the white-balance gains, then the darkness a veil left (its share
+    `veil`) stretched back: one tone curve per channel, for the photo and its thumbnails."""
+    out = np.minimum(rgb * gains, 255.0)
+    if veil < 1.0:
+        out = np.maximum(255.0 - (255.0 - out) / np.float32(veil), 0.0)
     return out
 
 
