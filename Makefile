@@ -15,13 +15,14 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-# PIP_NO_CACHE_DIR: the wheels are not kept a second time in ~/.cache/pip (~0.5 GB beside the
-# 3.4 GB venv); a CI machine once ran out of disk while installing.
+# The wheels are not kept a second time in ~/.cache/pip (~0.5 GB beside the 3.4 GB venv); a CI
+# machine once ran out of disk while installing.
+$(STAMP): export PIP_NO_CACHE_DIR := 1
 $(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
-	PIP_NO_CACHE_DIR=1 $(VENV)/bin/pip install -q --upgrade "pip>=24"
-	PIP_NO_CACHE_DIR=1 $(VENV)/bin/pip install -q -r requirements.lock
-	PIP_NO_CACHE_DIR=1 $(VENV)/bin/pip install -q --no-deps -e .
+	$(VENV)/bin/pip install -q --upgrade "pip>=24"
+	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps -e .
 	@touch $@
 
 install: $(STAMP) ## create .venv with the locked dependencies and the project
