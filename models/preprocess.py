@@ -31,7 +31,9 @@ from models.objects import (
 # taken for its shadow. 6: on a texture the mask is grown by a watershed to the fruit's outline,
 # and on a backdrop without fine detail (out of focus) the fruit is what is in focus. 7: on a
 # page darker than white, a fruit whose darkest parts are not dark has its veil lifted.
-PREPROCESSING_VERSION = "object-centred-7"
+# 8: the veil's share is read against a darker fruit (models.objects.VEIL_DARKNESS 240 -> 250),
+# and a page darker than 1/1.35 of white is taken for dim light, never for a veil.
+PREPROCESSING_VERSION = "object-centred-8"
 
 # Formats we accept, detected from the bytes (never from a file name or content type).
 # MPO is what many phone cameras write: a JPEG with extra frames.
