@@ -115,7 +115,8 @@ def white_balance_gains(rgb: np.ndarray) -> np.ndarray | None:
 # dark tones again (README, robustness section).
 # A page that needs more than VEIL_MAX_GAIN in every channel is dim light, not a veil: a veil
 # pulls tones towards a grey, and to leave a white page under 1/1.35 = 74% of white it would
-# have to pull by 40% towards a grey of 90 or darker. With 250 alone, dim light at x0.6-0.74
+# have to pull them by 40% towards a grey of 90, or further towards a lighter one (a contrast
+# under x0.6 for a grey of 90 or lighter). With 250 alone, dim light at x0.6-0.74
 # was read as a veil over a pale fruit (its darkest parts short of VEIL_DARKNESS) and
 # stretched: brightness x0.6-0.7 94 -> 89% on 500 Test photos; 94% with this limit.
 VEIL_MIN_GAIN = 1.02

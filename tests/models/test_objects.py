@@ -137,8 +137,9 @@ def test_dim_light_on_a_white_page_is_undone(studio):
 
 def test_dim_light_is_not_taken_for_a_veil(studio):
     """Dim light keeps the fruit's darkness. A page this dark (x0.65: gains of 1.5) is dim
-    light, never a veil; under dimmer light than that the pale fruit (its darkest parts short
-    of the darkness a veil's share is read against) would read as a trace of a veil."""
+    light, never a veil. Under milder dim light (x0.8: gains of 1.25) this pale fruit (its
+    darkest parts short of the darkness a veil's share is read against) reads as a trace of a
+    veil, far less than a photo washed out by a quarter."""
     dim = Image.fromarray((np.asarray(studio, dtype=np.float32) * 0.65).astype(np.uint8))
     assert frame_object(dim).veil == 1.0
     slightly_dim = Image.fromarray((np.asarray(studio, dtype=np.float32) * 0.8).astype(np.uint8))
