@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from batch.config import JobConfig
-from batch.fit import Projection
+from batch.fit import Projection, within_class_metric
 from models.bundle import ArtifactBundle
 from models.catalog import build_catalog
 from models.manifest import (
@@ -64,16 +64,23 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
     labels = e["label"].to_numpy().astype(str)
     sources = e["uri"].to_numpy().astype(str)
     views = e["view"].to_numpy().astype(np.int16)
-    embeddings = np.stack(e["embedding"].to_numpy()).astype(np.float32)
+    weighted = np.stack(e["embedding"].to_numpy()).astype(np.float64)
     classes = np.array(sorted(set(labels.tolist())))
+    label_idx = np.searchsorted(classes, labels)
     photo_idx = np.unique(sources, return_inverse=True)[1]
+    # The search's metric, learnt from the photos themselves (not their views), folded into the
+    # embedding map: every consumer of the embeddings (calibration, service, report) measures
+    # with it. Symmetric, so the rows map as weighted @ metric and the map as metric @ map.
+    metric = within_class_metric(weighted[views == 0], label_idx[views == 0], config.within_class_shrink)
+    embeddings = (weighted @ metric).astype(np.float32)
+    plain_map = np.linalg.inv(metric) / out.projection.weights[None, :]
     calibration = calibrate(
         embeddings,
-        np.searchsorted(classes, labels),
+        label_idx,
         len(classes),
         groups=photo_idx,
         views=views,
-        plain=plain_coordinates(embeddings, out.projection.weights),
+        plain=plain_coordinates(embeddings, plain_map),
     )
     originals = labels[views == 0]
     manifest = Manifest(
@@ -123,7 +130,7 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
         manifest=manifest,
         scaler_mean=out.projection.mean.astype(np.float64),
         scaler_scale=out.projection.scale.astype(np.float64),
-        pca_components=out.projection.embedding_map.astype(np.float64),
+        pca_components=metric @ out.projection.embedding_map,
         embeddings=embeddings,
         labels=labels,
         sources=sources,
@@ -131,6 +138,7 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
         classes=classes,
         thresholds=calibration.thresholds,
         plain_thresholds=calibration.plain_thresholds,
+        plain_map=plain_map,
         catalog=build_catalog(classes.tolist(), out.catalog_overrides),
     )
 
@@ -153,6 +161,7 @@ def _pca(config: JobConfig, projection: Projection) -> Pca:
         spread_ceiling_rank=config.spread_ceiling_rank,
         # Unrounded: the service unweighs the embeddings with these, as the job's plain thresholds did.
         component_weights=[float(v) for v in projection.weights],
+        within_class_shrink=config.within_class_shrink,
         fitted_with="batch.fit: Spark-aggregated X^T X, numpy eigh on the driver (= pyspark.ml PCA)",
     )
 

@@ -12,6 +12,7 @@ from batch.config import (
     DEFAULT_VARIANCE,
     MAX_COMPONENTS,
     SPREAD_CEILING_RANK,
+    WITHIN_CLASS_SHRINK,
     JobConfig,
 )
 from models.augment import AugmentSpec
@@ -64,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RANK",
         help="shrink the PCA components with more variance than component RANK to its spread in "
         "the embedding, so light and contrast do not outweigh shape and colour (0: plain PCA)",
+    )
+    p.add_argument(
+        "--within-class-shrink",
+        type=float,
+        default=WITHIN_CLASS_SHRINK,
+        metavar="A",
+        help="measure distances so that directions along which photos of one fruit spread count "
+        "less: the median one 1/sqrt(1 + A) as much (0: Euclidean in the embedding)",
     )
     p.add_argument("--master", default=None, help="Spark master (default: spark-submit's, else local[*])")
     p.add_argument("--catalog", default=None, help="JSON file overriding class information")
@@ -123,6 +132,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         components=args.components,
         variance=args.variance,
         spread_ceiling_rank=args.spread_ceiling,
+        within_class_shrink=args.within_class_shrink,
         master=args.master,
         catalog_uri=args.catalog,
         feedback_uri=args.feedback,

@@ -64,6 +64,35 @@ def component_weights(eigenvalues: np.ndarray, k: int, ceiling_rank: int) -> np.
     return np.minimum(1.0, np.sqrt(ceiling / np.maximum(eigenvalues[:k], 1e-300)))
 
 
+def within_class_metric(embeddings: np.ndarray, label_idx: np.ndarray, shrink: float) -> np.ndarray:
+    """(K, K) symmetric map of the embeddings into the space the search measures: directions along
+    which photos of one fruit differ (its other sides, light, ripeness) count less than those
+    that tell fruits apart (within-class covariance normalisation).
+
+    embeddings: the training photos' rows (no augmented views), label_idx their classes. With
+    S_w = U diag(l) U^T their within-class covariance, the map is U diag(1 / sqrt(1 + shrink x
+    l / median(l))) U^T: a direction with the median within-class variance is shrunk by
+    1/sqrt(1 + shrink), one with little keeps its length. 0 (or no class with two photos)
+    gives the identity.
+    """
+    emb = np.asarray(embeddings, dtype=np.float64)
+    k = emb.shape[1]
+    classes, idx, counts = np.unique(label_idx, return_inverse=True, return_counts=True)
+    shared = counts[idx] >= 2  # a lone photo has no within-class spread to learn from
+    if shrink <= 0 or not shared.any():
+        return np.eye(k)
+    means = np.zeros((len(classes), k))
+    np.add.at(means, idx, emb)
+    means /= counts[:, None]
+    centred = (emb - means[idx])[shared]
+    spread, vectors = np.linalg.eigh(centred.T @ centred / len(centred))
+    spread = np.clip(spread, 0.0, None)
+    median = float(np.median(spread))
+    if median <= 0:
+        return np.eye(k)
+    return (vectors * (1.0 / np.sqrt(1.0 + shrink * spread / median))) @ vectors.T
+
+
 def _flat(n: int, total: np.ndarray, gram: np.ndarray) -> np.ndarray:
     """(n, sum, X^T X) as one float64 vector [n, sum, upper triangle of X^T X].
 

@@ -13,7 +13,13 @@ from matplotlib.figure import Figure
 
 from models.bundle import ArtifactBundle, version_uri
 from models.manifest import RANDOM_WEIGHTS_WARNING, Stage
-from models.scoring import class_distances, expected_calibration_error, scores_from_distances, view_scale
+from models.scoring import (
+    class_distances,
+    expected_calibration_error,
+    plain_coordinates,
+    scores_from_distances,
+    view_scale,
+)
 from models.storage import Storage, join, storage_for
 
 log = logging.getLogger("batch.report")
@@ -216,6 +222,13 @@ def render_html(
             ],
             ["component weights", _weights_line(pca.spread_ceiling_rank, pca.component_weights)],
             [
+                "distance",
+                "Euclidean in the weighted components"
+                if not pca.within_class_shrink
+                else "under the photos' within-class metric: a direction along which photos of one "
+                f"class spread as much as the median counts 1/sqrt(1 + {pca.within_class_shrink:g})",
+            ],
+            [
                 "leave-one-out nearest-class accuracy",
                 f'<span id="loo-accuracy" data-value="{loo:.6f}">{loo:.1%}</span>',
             ],
@@ -281,8 +294,12 @@ def write_report(root: str, bundle: ArtifactBundle, storage: Storage | None = No
         ),
         "images_per_class.png": ("Training images per class", class_counts_plot(m.class_counts)),
         "projection_2d.png": (
-            "Embeddings on the first two PCA components, coloured by class",
-            projection_plot(bundle.embeddings, bundle.label_idx, bundle.classes.tolist()),
+            "Training rows on the first two PCA components, coloured by class",
+            projection_plot(
+                plain_coordinates(bundle.embeddings, bundle.plain_map),
+                bundle.label_idx,
+                bundle.classes.tolist(),
+            ),
         ),
         "reliability.png": (
             "Reliability of the scores: training photos classified leave-one-photo-out",

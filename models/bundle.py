@@ -45,20 +45,25 @@ _ID_TIME = "%Y%m%dT%H%M%SZ"
 # 3: the manifest is typed (models/manifest.py): no free-form fields.
 # 4: pca_components carry each component's weight (manifest pca.component_weights), and
 #    plain_thresholds bound the plain PCA distance.
-FORMAT_VERSION = 4
+# 5: the embeddings are measured under the training photos' within-class metric (folded into
+#    pca_components; manifest pca.within_class_shrink), and plain_map takes them back to plain
+#    PCA coordinates.
+FORMAT_VERSION = 5
 
 # name -> (description, dtype kind): the arrays every bundle carries.
 ARRAY_FILES = {
     "scaler_mean": "StandardScaler mean, (D,)",
     "scaler_scale": "StandardScaler std, (D,); 0 for constant columns",
-    "pca_components": "PCA components (K, D) by variance, each times its weight (pca.component_weights)",
+    "pca_components": "PCA components (K, D) by variance, each times its weight (pca.component_weights), "
+    "then mapped by the within-class metric (pca.within_class_shrink)",
+    "plain_map": "(K, K): embeddings @ plain_map = plain PCA coordinates (undoes the metric and the weights)",
     "embeddings": "training rows projected by scaler+PCA, (N, K)",
     "labels": "class label of each row, (N,)",
     "sources": "URI of the training photo each row comes from, (N,)",
     "views": "0 for the photo itself, v >= 1 for its v-th augmented view, (N,)",
     "classes": "sorted class labels, (C,)",
     "thresholds": "per-class 'known' distance threshold, (C,)",
-    "plain_thresholds": "the same in plain PCA coordinates (embeddings / weights), (C,)",
+    "plain_thresholds": "the same in plain PCA coordinates (embeddings @ plain_map), (C,)",
 }
 
 log = logging.getLogger("models.bundle")
@@ -128,6 +133,7 @@ class ArtifactBundle:
     classes: np.ndarray
     thresholds: np.ndarray
     plain_thresholds: np.ndarray
+    plain_map: np.ndarray
     catalog: dict = field(default_factory=dict)
 
     @property
@@ -159,6 +165,8 @@ class ArtifactBundle:
             (self.views.shape == (n,), f"views must be ({n},)"),
             (self.thresholds.shape == (c,), f"thresholds must be ({c},)"),
             (self.plain_thresholds.shape == (c,), f"plain_thresholds must be ({c},)"),
+            (self.plain_map.shape == (k, k), f"plain_map must be ({k}, {k})"),
+            (bool(np.isfinite(self.plain_map).all()), "plain_map holds NaN or inf"),
             (len(self.manifest.pca.component_weights) == k, "manifest pca.component_weights disagrees"),
             (n > 0 and c > 0, "the bundle holds no training photos"),
             (list(self.classes) == sorted(set(self.classes.tolist())), "classes must be sorted"),

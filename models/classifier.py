@@ -123,15 +123,15 @@ class Classifier:
         # ...and in plain PCA coordinates. The weighted ones rank the classes (light and contrast
         # do not outweigh the rest); whether the photo is one of them at all is also asked in
         # plain coordinates, where a text page's overall activation, unlike any fruit's, counts.
-        self._weights = np.asarray(bundle.manifest.pca.component_weights, dtype=np.float64)
-        self._plain_rows = plain_coordinates(self._rows, self._weights)
+        self._plain_map = np.asarray(bundle.plain_map, dtype=np.float64)
+        self._plain_rows = plain_coordinates(self._rows, self._plain_map)
         self._plain_rows_squared = (self._plain_rows * self._plain_rows).sum(1)
         # Where the model puts photos of a bare backdrop (white as in Fruits-360, black, ...): a
         # photo nearer to one of them than to every class shows no fruit (a blank page, text on
         # paper, a covered lens), however wide a class's threshold. Derived from the model
         # alone, so the bundle needs no field for it.
         self.empty_scenes = self.project(self.featurize(empty_scene_inputs(featurizer.spec.image_size)))
-        self._plain_empty_scenes = plain_coordinates(self.empty_scenes, self._weights)
+        self._plain_empty_scenes = plain_coordinates(self.empty_scenes, self._plain_map)
 
     @property
     def version(self) -> str:
@@ -177,7 +177,7 @@ class Classifier:
         scores = scores_from_distances(dist, self._temperature)
         top_k = min(top_k, len(self._classes))
         to_empty = pairwise_distances(embeddings, self.empty_scenes).min(1)
-        plain = plain_coordinates(embeddings, self._weights)
+        plain = plain_coordinates(embeddings, self._plain_map)
         plain_to_empty = pairwise_distances(plain, self._plain_empty_scenes).min(1)
         return [
             self._answer(

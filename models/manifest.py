@@ -53,6 +53,11 @@ class Pca(_Record):
     component_weights: list[float] = Field(
         description="each component's factor in the embedding (pca_components holds them applied)"
     )
+    within_class_shrink: float = Field(
+        ge=0,
+        description="the search's within-class metric (batch.fit.within_class_metric), folded into "
+        "pca_components; 0: none",
+    )
 
 
 class Calibration(_Record):

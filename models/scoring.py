@@ -20,11 +20,12 @@ def project(features: np.ndarray, mean: np.ndarray, scale: np.ndarray, component
     return (centred @ np.asarray(components, dtype=np.float64).T).astype(np.float32)
 
 
-def plain_coordinates(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Embeddings (n, K) scaled by their components' weights (batch.fit.component_weights) back
-    in plain PCA coordinates, float64: where the job calibrates, and the service checks, the
-    plain "known" thresholds."""
-    return np.asarray(embeddings, dtype=np.float64) / np.asarray(weights, dtype=np.float64)
+def plain_coordinates(embeddings: np.ndarray, plain_map: np.ndarray) -> np.ndarray:
+    """Embeddings (n, K), weighted (batch.fit.component_weights) and measured under the
+    within-class metric (batch.fit.within_class_metric), back in plain PCA coordinates, float64:
+    where the job calibrates, and the service checks, the plain "known" thresholds. plain_map
+    (K, K) is the bundle's, the inverse of what the job applied."""
+    return np.asarray(embeddings, dtype=np.float64) @ np.asarray(plain_map, dtype=np.float64)
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray, b_squared: np.ndarray | None = None) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 from pyspark.ml.feature import PCA, StandardScaler
 from pyspark.ml.functions import array_to_vector
 
-from batch.fit import _ROWS_PER_PRODUCT, _rows, component_weights, fit_projection
+from batch.fit import _ROWS_PER_PRODUCT, _rows, component_weights, fit_projection, within_class_metric
 
 
 @pytest.mark.spark
@@ -94,3 +94,34 @@ def test_embedding_map_scales_each_component_by_its_weight(spark):
     # In the embedding no direction spreads wider than the ceiling.
     z = xs @ fit.embedding_map.T
     assert z.var(0, ddof=1).max() <= spread[2] * (1 + 1e-6)
+
+
+def test_within_class_metric_shrinks_the_directions_photos_of_one_class_spread_along():
+    """Two classes whose photos spread 3x as far along one (turned) direction as along the other:
+    the metric is U diag(1 / sqrt(1 + A l / median l)) U^T in that direction's basis."""
+    rng = np.random.default_rng(2)
+    turn = np.array([[np.cos(0.6), -np.sin(0.6)], [np.sin(0.6), np.cos(0.6)]])
+    within = rng.normal(size=(4000, 2)) * [3.0, 1.0]
+    labels = np.repeat([0, 1], 2000)
+    rows = (within + np.where(labels[:, None] == 0, [-2.0, -4.0], [2.0, 4.0])) @ turn.T
+    metric = within_class_metric(rows, labels, 3.0)
+    spread = np.array([9.0, 1.0])  # the variances along the turned axes; their median is 5
+    expected = turn @ np.diag(1 / np.sqrt(1 + 3.0 * spread / spread.mean())) @ turn.T
+    np.testing.assert_allclose(metric, expected, atol=0.03)
+    np.testing.assert_allclose(metric, metric.T)
+    # A photo of class 0 drawn far along its class's spread: nearer class 1's centre in plain
+    # distance, nearer its own under the metric.
+    query = np.array([[5.0, -1.0]]) @ turn.T
+    centres = np.array([[-2.0, -4.0], [2.0, 4.0]]) @ turn.T
+    assert np.linalg.norm(query - centres, axis=1).argmin() == 1
+    assert np.linalg.norm((query - centres) @ metric, axis=1).argmin() == 0
+
+
+def test_within_class_metric_is_the_identity_when_off_or_nothing_to_learn():
+    rows = np.random.default_rng(3).normal(size=(6, 4))
+    np.testing.assert_array_equal(within_class_metric(rows, np.array([0, 0, 1, 1, 2, 2]), 0.0), np.eye(4))
+    # One photo a class: no within-class spread to learn from.
+    np.testing.assert_array_equal(within_class_metric(rows, np.arange(6), 3.0), np.eye(4))
+    # A lone photo's class is left out; the others still give the metric.
+    some = within_class_metric(rows, np.array([0, 0, 0, 1, 1, 2]), 3.0)
+    assert not np.allclose(some, np.eye(4))

@@ -148,16 +148,31 @@ def test_scaler_and_pca_match_numpy_on_the_stored_features(job_run):
     k = result.manifest.pca.k
     ratios = (s**2 / (s**2).sum())[:k]
     np.testing.assert_allclose(result.manifest.pca.explained_variance_ratio[:k], ratios, atol=1e-5)
-    # Same subspace (signs may flip): |cosine| of matching components ~ 1 where well separated.
-    norms = np.linalg.norm(b.pca_components, axis=1)
-    cos = np.abs((b.pca_components[:3] / norms[:3, None] * vt[:3]).sum(1))
+    # pca_components = metric @ (weights x unit components); plain_map undoes both, so
+    # plain_map^T @ pca_components are the unit PCA components. Same subspace (signs may flip):
+    # |cosine| of matching components ~ 1 where well separated.
+    plain = b.plain_map.T @ b.pca_components
+    np.testing.assert_allclose(np.linalg.norm(plain, axis=1), 1.0, atol=1e-6)
+    cos = np.abs((plain[:3] * vt[:3]).sum(1))
     assert np.all(cos > 0.999)
-    # Each component is stored scaled by its weight: those spreading wider than the ceiling
-    # rank's component are shrunk to its spread.
+    # Each component is weighted: those spreading wider than the ceiling rank's component are
+    # shrunk to its spread.
     rank = result.manifest.pca.spread_ceiling_rank
     assert 0 < rank <= k
-    np.testing.assert_allclose(norms, np.minimum(1, s[rank - 1] / s[:k]), rtol=1e-4)
-    np.testing.assert_allclose(result.manifest.pca.component_weights, norms, atol=1e-5)
+    weights = np.asarray(result.manifest.pca.component_weights)
+    np.testing.assert_allclose(weights, np.minimum(1, s[rank - 1] / s[:k]), rtol=1e-4)
+    # The metric, recomputed here from the photos' weighted coordinates (not their views):
+    # within-class covariance U diag(l) U^T -> U diag(1 / sqrt(1 + A l / median l)) U^T.
+    weighted = xs @ (plain * weights[:, None]).T
+    photos = (feats["view"] == 0).to_numpy()
+    labels = feats["label"].to_numpy()[photos]
+    rows = weighted[photos]
+    centred = rows - np.stack([rows[labels == lbl].mean(0) for lbl in labels])
+    spread, u = np.linalg.eigh(np.cov(centred.T, bias=True))
+    shrink = result.manifest.pca.within_class_shrink
+    assert shrink > 0
+    metric = u @ np.diag(1 / np.sqrt(1 + shrink * spread / np.median(spread))) @ u.T
+    np.testing.assert_allclose(b.pca_components, metric @ (plain * weights[:, None]), atol=1e-5)
 
 
 def test_components_flag_and_catalog_override(spark, dataset, tmp_path):

@@ -47,6 +47,7 @@ def make_manifest(version: str, k: int, d: int, rows: int) -> mf.Manifest:
             fitted_with="test",
             spread_ceiling_rank=0,
             component_weights=[1.0] * k,
+            within_class_shrink=0.0,
         ),
         calibration=mf.Calibration(
             rule="test",
@@ -82,6 +83,7 @@ def make_bundle(version: str | None = None, k: int = 3, d: int = 8) -> ArtifactB
         classes=np.array(["A", "B"]),
         thresholds=np.array([1.0, 2.0]),
         plain_thresholds=np.array([1.5, 2.5]),
+        plain_map=np.eye(k),
         catalog={"A": {"display_name": "Apple"}, "B": {"display_name": "Banana"}},
     )
 
