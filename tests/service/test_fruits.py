@@ -30,9 +30,14 @@ def test_group_by_fruit_sums_the_varieties(service_url, label):
         assert m["fruit"]["id"] == FRUIT_OF[m["label"]]
         expected[m["fruit"]["id"]] = expected.get(m["fruit"]["id"], 0.0) + m["score"]
     fruits = body["fruits"]
-    assert [f["id"] for f in fruits] == sorted(expected, key=lambda f: -expected[f])
+    assert {f["id"] for f in fruits} == set(expected)
     for f in fruits:
         assert f["score"] == pytest.approx(expected[f["id"]], abs=1e-6)
+    # Best first. Fruits whose sums differ by rounding alone (two near-zero sums) may come in
+    # either order, so the order is checked on the answer's own scores.
+    scores = [f["score"] for f in fruits]
+    assert scores == sorted(scores, reverse=True)
+    assert fruits[0]["id"] == max(expected, key=lambda f: expected[f])
     assert sum(f["score"] for f in fruits) == pytest.approx(1.0, abs=1e-6)
 
 
