@@ -159,7 +159,8 @@ def _pca(config: JobConfig, projection: Projection) -> Pca:
         explained_variance_ratio=[round(float(v), 6) for v in explained],
         explained_variance_kept=round(float(explained[: projection.k].sum()), 6),
         spread_ceiling_rank=config.spread_ceiling_rank,
-        # Unrounded: the service unweighs the embeddings with these, as the job's plain thresholds did.
+        # Unrounded, as applied: the service goes back to plain coordinates with plain_map (built
+        # from these and the metric), the manifest records them for the report and for readers.
         component_weights=[float(v) for v in projection.weights],
         within_class_shrink=config.within_class_shrink,
         fitted_with="batch.fit: Spark-aggregated X^T X, numpy eigh on the driver (= pyspark.ml PCA)",
