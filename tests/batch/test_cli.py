@@ -93,3 +93,32 @@ def test_summary_lists_the_skipped_photo(job_run, capsys):
     assert "RANDOM weights" in out
     assert "SKIPPED 1 unreadable photo(s):" in out
     assert "corrupt_truncated.jpg: [corrupt_image]" in out
+
+
+@pytest.mark.slow
+def test_resnet50_imagenet_weights_that_cannot_be_downloaded_name_the_ways_on(tmp_path):
+    """Keras' download goes through a proxy on a closed loopback port: it fails at once, as it
+    does on a machine without internet, and the job says so in one line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[2] / "examples" / "sample" / "Training"
+    proxy = "http://127.0.0.1:9"
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": proxy, "https_proxy": proxy}
+    env.pop("NO_PROXY", None)
+    env.pop("no_proxy", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "batch", "--input", str(sample), "--output", str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1
+    lines = [line for line in run.stderr.splitlines() if line.startswith("job failed")]
+    assert len(lines) == 1
+    assert "ResNet50 ImageNet weights" in lines[0] and "could not be downloaded" in lines[0]
+    assert "--featurizer efficientnet-lite0" in lines[0] and "--weights PATH" in lines[0]
+    assert not (tmp_path / "out" / "CURRENT").exists()

