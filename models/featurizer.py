@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from models.augment import AugmentSpec, augmented_views
+from models.efficientnet_lite import FEATURE_DIM as LITE0_FEATURE_DIM
 from models.imagenet import ImageNetHead
 from models.preprocess import ImageError, open_for_model, to_model_input
 
@@ -228,7 +229,7 @@ class EfficientNetLite0Featurizer(_KerasFeaturizer):
     """EfficientNet-Lite0 without its classifier, global-average pooled: 1280 values per image;
     its ImageNet top is the head. The model scales its own inputs ((x - 127) / 128)."""
 
-    dim = 1280
+    dim = LITE0_FEATURE_DIM
 
     def _build(self, weights: str):
         from models.efficientnet_lite import PACKAGE_SHA256, build_lite0

@@ -42,22 +42,3 @@ def head_classes() -> tuple[HeadClass, ...]:
     named = [HeadClass(c["index"], c["name"], tuple(c["fruits"])) for c in data["classes"]]
     other = [HeadClass(c["index"], c["name"], ()) for c in data["produce_not_in_catalog"]]
     return tuple(named + other)
-
-
-def fruit_mass(probabilities: np.ndarray, fruits: list[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
-    """(n, G) head probability per group of catalog fruits, and the groups: each group is the
-    fruits (among `fruits`) that one or more ImageNet classes may show. Classes whose fruits
-    the catalog lacks add nothing."""
-    present = set(fruits)
-    groups: list[tuple[str, ...]] = []
-    columns: list[list[int]] = []
-    for c in head_classes():
-        group = tuple(f for f in c.fruits if f in present)
-        if not group:
-            continue
-        if group not in groups:
-            groups.append(group)
-            columns.append([])
-        columns[groups.index(group)].append(c.index)
-    mass = np.stack([probabilities[:, cols].sum(1) for cols in columns], 1) if groups else None
-    return (mass if mass is not None else np.zeros((len(probabilities), 0))), groups

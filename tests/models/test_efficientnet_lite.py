@@ -190,3 +190,19 @@ def test_an_executors_copy_that_is_not_the_pinned_file_is_refused(file_bytes, tm
     spec = FeaturizerSpec.parse("efficientnet-lite0", "imagenet", 224)
     with pytest.raises(WeightsFileError, match="SHA-256"):
         build_featurizer(spec, weights_file=str(copy))
+
+
+def test_the_imagenet_fruit_map_names_only_catalog_fruits_and_real_classes():
+    import json
+
+    from models.imagenet import IMAGENET_CLASSES, head_classes
+
+    fruits = set(json.loads((REPO / "models" / "data" / "fruits.json").read_text()))
+    classes = head_classes()
+    assert len({c.index for c in classes}) == len(classes)
+    assert all(0 <= c.index < IMAGENET_CLASSES for c in classes)
+    named = {c.index: c for c in classes if c.fruits}
+    assert all(set(c.fruits) <= fruits for c in named.values())
+    # Spot checks against the published ImageNet-1k class list (the fixture test's classes).
+    assert {i: named[i].name for i in (948, 950, 954)} == {948: "Granny Smith", 950: "orange", 954: "banana"}
+    assert set(IMAGENET_INDEX.values()) <= set(named)
