@@ -13,8 +13,9 @@ import pandas as pd
 
 from batch.config import JobConfig
 from batch.fit import Projection, within_class_metric
+from batch.probe import PROBE_C, PROBE_MIN_CONFIDENCE, train_probe
 from models.bundle import ArtifactBundle
-from models.catalog import build_catalog
+from models.catalog import build_catalog, localize
 from models.manifest import (
     Calibration,
     Counts,
@@ -22,6 +23,7 @@ from models.manifest import (
     Manifest,
     Pca,
     Preprocessing,
+    Probe,
     Refresh,
     Scaler,
     SkippedPhoto,
@@ -30,15 +32,25 @@ from models.manifest import (
     Weights,
 )
 from models.preprocess import PREPROCESSING_VERSION, preprocess_image
+from models.probe import REAL_PREFIX, FruitProbe
 from models.scoring import calibrate, plain_coordinates
 from models.storage import join
 
 KNOWN_RULE = (
-    "known if distance to the class's nearest training row <= threshold, nearer than an empty "
-    "scene, both in the weighted and in plain PCA coordinates, and confidence >= min_confidence; "
-    "threshold = margin x percentile of leave-one-photo-out same-class NN distances"
+    "known if p(the answer's fruit), the mean of the fruit probe's and the neighbours', >= "
+    "probe.min_confidence and the photo is "
+    "nearer to the answer's class than to an empty scene, in the weighted and in plain PCA coordinates"
 )
-_LIBRARIES = ("numpy", "pillow", "tensorflow-cpu", "tensorflow", "keras", "pyspark", "pyarrow")
+_LIBRARIES = (
+    "numpy",
+    "pillow",
+    "tensorflow-cpu",
+    "tensorflow",
+    "keras",
+    "pyspark",
+    "pyarrow",
+    "scikit-learn",
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +71,10 @@ class StepOutputs:
 
 
 def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
-    """The bundle's arrays, its calibration (fitted here, on the reference rows) and its manifest."""
-    e = out.embedded
+    """The bundle's arrays, its calibration and fruit probe (fitted here) and its manifest."""
+    real_rows = out.embedded["label"].str.startswith(REAL_PREFIX).to_numpy()
+    e = out.embedded[~real_rows].reset_index(drop=True)
+    real = out.embedded[real_rows]
     labels = e["label"].to_numpy().astype(str)
     sources = e["uri"].to_numpy().astype(str)
     views = e["view"].to_numpy().astype(np.int16)
@@ -83,6 +97,8 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
         plain=plain_coordinates(embeddings, plain_map),
     )
     originals = labels[views == 0]
+    catalog = build_catalog(classes.tolist(), out.catalog_overrides)
+    probe, probe_record = _probe(embeddings, labels, catalog, real, metric)
     manifest = Manifest(
         version=out.version,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -106,7 +122,7 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
             temperature=calibration.temperature,
             temperature_fitted_on=f"{calibration.held_out} leave-one-photo-out answers (NLL)",
             held_out_ece=round(calibration.held_out_ece, 4),
-            min_confidence=calibration.min_confidence,
+            min_confidence=PROBE_MIN_CONFIDENCE,
             view_distance_factor=calibration.view_factor,
         ),
         counts=Counts(
@@ -125,6 +141,7 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
         spark=out.spark,
         libraries=_library_versions(),
         refresh=out.refresh,
+        probe=probe_record,
     )
     return ArtifactBundle(
         manifest=manifest,
@@ -139,8 +156,38 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
         thresholds=calibration.thresholds,
         plain_thresholds=calibration.plain_thresholds,
         plain_map=plain_map,
-        catalog=build_catalog(classes.tolist(), out.catalog_overrides),
+        probe_fruits=probe.fruits,
+        probe_coef=probe.coef,
+        probe_intercept=probe.intercept,
+        catalog=catalog,
     )
+
+
+def _probe(
+    embeddings: np.ndarray, labels: np.ndarray, catalog: dict, real: pd.DataFrame, metric: np.ndarray
+) -> tuple[FruitProbe, Probe]:
+    """The fruit probe, trained on every reference row and on the real photos of fruits that
+    some class shows (a fruit without a class has no variety to answer with)."""
+    fruit_of = {c: localize(c, catalog[c], "en").fruit for c in set(labels.tolist())}
+    fruits = np.array([fruit_of[c] for c in labels])
+    real_fruits = real["label"].str.slice(len(REAL_PREFIX)).to_numpy().astype(str)
+    usable = np.isin(real_fruits, fruits)
+    originals = real["view"].to_numpy() == 0
+    rows = embeddings
+    if usable.any():
+        real_rows = np.stack(real["embedding"].to_numpy()[usable]).astype(np.float64) @ metric
+        rows = np.concatenate([embeddings, real_rows])
+    probe = train_probe(rows, np.concatenate([fruits, real_fruits[usable]]))
+    record = Probe(
+        fruits=len(probe.fruits),
+        reference_rows=len(embeddings),
+        real_photos=int((usable & originals).sum()),
+        real_photos_unused=int((~usable & originals).sum()),
+        c=PROBE_C,
+        min_confidence=PROBE_MIN_CONFIDENCE,
+        trained_with=f"scikit-learn {md.version('scikit-learn')} LogisticRegression (multinomial, balanced)",
+    )
+    return probe, record
 
 
 def _feedback_photos(config: JobConfig, originals: np.ndarray) -> int:

@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="users' feedback root (the service's <artifacts>/feedback): consented photos of "
         "known labels are added to the training set and counted in the manifest",
     )
+    p.add_argument(
+        "--real-photos",
+        default=None,
+        metavar="URI",
+        help="real photos of fruit in scenes, in folders named by fruit (apple/, banana/, ...): "
+        "they train the fruit probe and are never shown as examples",
+    )
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--images-per-partition", type=int, default=128)
     p.add_argument(
@@ -144,6 +151,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         master=args.master,
         catalog_uri=args.catalog,
         feedback_uri=args.feedback,
+        real_photos_uri=args.real_photos,
         batch_size=args.batch_size,
         images_per_partition=args.images_per_partition,
         tf_threads=args.tf_threads,

@@ -63,6 +63,9 @@ class JobConfig:
     catalog_uri: str | None = None
     # Users' feedback (models/feedback.py): its consented photos of known labels join the training set.
     feedback_uri: str | None = None
+    # Real photos of fruit in scenes, in folders named by fruit (apple/, banana/): they train the
+    # fruit probe (models/probe.py) and the PCA, and are never reference rows.
+    real_photos_uri: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     images_per_partition: int = 128
     tf_threads: int | None = None  # None: cores per concurrent task

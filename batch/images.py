@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame, SparkSession
 from batch.config import JobConfig
 from models.faults import checkpoint
 from models.feedback import training_photos
+from models.probe import REAL_PREFIX
 from models.storage import list_photos
 
 LISTING_SCHEMA = "uri string, label string, size long, etag string"
@@ -25,6 +26,8 @@ def list_images(config: JobConfig) -> pd.DataFrame:
     if config.feedback_uri:
         # Users' corrections of classes the input has: more photos of those classes.
         photos += training_photos(config.feedback_uri, known_labels={label for _, label in photos})
+    if config.real_photos_uri:
+        photos += [(f, REAL_PREFIX + fruit) for f, fruit in list_photos(config.real_photos_uri)]
     checkpoint("listing")
     rows = [(f.uri, label, f.size, f.etag) for f, label in photos]
     return pd.DataFrame(rows, columns=["uri", "label", "size", "etag"])

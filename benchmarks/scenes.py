@@ -3,7 +3,8 @@
 Each condition is a function (photo, rng, backdrop) -> (image, jpeg options). The photo is a
 Fruits-360 Test photo (one fruit filling a 100 px frame on white); the variant is what a phone
 would send of the same fruit: smaller and anywhere in the frame, on a coloured or textured
-surface, under other light, blurred, noisy, rotated, shadowed, or as a big EXIF-rotated JPEG.
+surface, under other light, blurred, noisy, rotated, shadowed, or as a big EXIF-rotated JPEG;
+held in a hand, seen at an angle, cut by the frame, or beside a second, smaller fruit.
 This module is the benchmark's own and shares no code with the job's augmentation, so the
 benchmark does not grade the training views with themselves.
 """
@@ -60,13 +61,17 @@ def _place(photo: Image.Image, backdrop: Image.Image, rng: np.random.Generator, 
     w, h = backdrop.size
     side = int(rng.uniform(lo, hi) * w)
     side = min(side, h - 2)
-    fruit = photo.resize((side, side), Image.Resampling.BICUBIC)
-    alpha = fruit_alpha(photo).resize((side, side), Image.Resampling.BILINEAR)
     x = int(rng.integers(0, w - side + 1))
     y = int(rng.integers(0, h - side + 1))
     out = backdrop.copy()
-    out.paste(fruit, (x, y), alpha)
+    _paste(out, photo, side, (x, y))
     return out, (x, y, side)
+
+
+def _paste(page: Image.Image, photo: Image.Image, side: int, xy: tuple[int, int]) -> None:
+    """Paste the photo's cut-out fruit onto page (in place), resized to side x side, at xy."""
+    fruit = photo.resize((side, side), Image.Resampling.BICUBIC)
+    page.paste(fruit, xy, fruit_alpha(photo).resize((side, side), Image.Resampling.BILINEAR))
 
 
 def _white() -> Image.Image:
@@ -142,8 +147,8 @@ def _colour_cast(photo, rng):
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
-def _defocus(photo, rng):
-    return photo.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 2.5)))
+def _defocus(photo, rng, lo=1.0, hi=2.5):
+    return photo.filter(ImageFilter.GaussianBlur(rng.uniform(lo, hi)))
 
 
 def _motion(photo, rng):
@@ -157,9 +162,9 @@ def _motion(photo, rng):
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
 
 
-def _noise(photo, rng):
+def _noise(photo, rng, lo=8, hi=20):
     arr = np.asarray(photo, dtype=np.float32)
-    sigma = rng.uniform(8, 20)
+    sigma = rng.uniform(lo, hi)
     noisy = arr + rng.normal(0, sigma, size=arr.shape) + rng.normal(0, sigma / 2, size=arr.shape[:2] + (1,))
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
@@ -197,6 +202,131 @@ def _big_exif(photo, rng):
         (int(rng.integers(0, 4000 - side)), int(rng.integers(0, 3000 - side))),
         fruit_alpha(photo).resize((side, side)),
     )
+    return page
+
+
+# Light to deep human skin tones; a hand's tone is drawn anywhere along this line.
+SKIN_TONES = np.array(
+    [(255, 224, 196), (236, 192, 160), (214, 160, 118), (180, 122, 84), (128, 82, 54), (86, 56, 40)],
+    dtype=np.float32,
+)
+WALLS = [(236, 236, 232), (200, 202, 204), (188, 206, 222), (190, 208, 186), (150, 150, 156)]
+
+
+def _skin_tone(rng: np.random.Generator) -> np.ndarray:
+    at = rng.uniform(0, len(SKIN_TONES) - 1)
+    return np.array([np.interp(at, np.arange(len(SKIN_TONES)), c) for c in SKIN_TONES.T], dtype=np.float32)
+
+
+def _wall_or_room(rng: np.random.Generator) -> Image.Image:
+    """A plain painted wall, or a generated room out of focus (the scene behind a held fruit)."""
+    if rng.random() < 0.5:
+        return indoor_scene(rng).filter(ImageFilter.GaussianBlur(rng.uniform(4, 8)))
+    return Image.new("RGB", SCENE_SIZE, WALLS[int(rng.integers(len(WALLS)))])
+
+
+def _capsule(a, b, width: float) -> Image.Image:
+    """A finger's mask: a thick line with round ends from a to b."""
+    mask = Image.new("L", SCENE_SIZE, 0)
+    draw = ImageDraw.Draw(mask)
+    draw.line((*a, *b), fill=255, width=int(width))
+    for x, y in (a, b):
+        draw.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=255)
+    return mask
+
+
+def _skin(page: Image.Image, masks: list[Image.Image], tone: np.ndarray, light: np.ndarray) -> None:
+    """Paint each mask in skin, one after the other, darker at its rim so each part looks round."""
+    for mask in masks:
+        depth = np.asarray(mask.filter(ImageFilter.GaussianBlur(12)), dtype=np.float32)[..., None] / 255
+        rgb = tone * light * (0.7 + 0.3 * depth)
+        page.paste(Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)), (0, 0), mask)
+
+
+def _hand(photo, rng):
+    """The fruit resting on a palm, fingers and thumb over its lower edge, on a wall or a blurred room."""
+    w, h = SCENE_SIZE
+    page = _wall_or_room(rng)
+    side = int(rng.uniform(0.35, 0.6) * w)
+    left, top, right, bottom = (v * side / photo.width for v in fruit_alpha(photo).getbbox())
+    x = int(rng.uniform(0.05 * w, 0.95 * w - side))
+    y = max(0, int(h * rng.uniform(0.7, 0.85) - bottom))
+    cx, low = x + (left + right) / 2, y + bottom  # the fruit's centre line and lower edge
+    s = max(right - left, 0.5 * side)  # the hand's size follows the fruit's width
+    reach = min(0.15 * side, 0.25 * (bottom - top))  # how far the fingers cover the fruit
+    tip = low + 0.09 * s  # where a fingertip's round end just touches the fruit's lower edge
+    tone = _skin_tone(rng)
+    light = np.linspace(*rng.choice([[1.08, 0.85], [0.85, 1.08]]), w, dtype=np.float32)[None, :, None]
+    palm = _capsule((cx, low), (cx + rng.uniform(-0.3, 0.3) * s, h + s), 0.6 * s)  # the wrist
+    ImageDraw.Draw(palm).ellipse((cx - 0.5 * s, low - 0.2 * s, cx + 0.5 * s, low + 0.4 * s), fill=255)
+    _skin(page, [palm], tone, light)
+    _paste(page, photo, side, (x, y))
+    thumb = rng.choice([-1, 1])  # a left or a right hand
+    fingers = [
+        _capsule((cx + f * 0.2 * s, low + 0.4 * s), (cx + f * 0.23 * s, tip - reach * length), 0.17 * s)
+        for f, length in zip((-1.5, -0.5, 0.5, 1.5), (0.8, 1.0, 0.95, 0.7)[::-thumb], strict=True)
+    ]
+    fingers.append(
+        _capsule((cx + thumb * 0.7 * s, low + 0.4 * s), (cx + thumb * 0.42 * s, tip - reach), 0.19 * s)
+    )
+    _skin(page, fingers, tone, light)
+    return page
+
+
+def _angle(photo, rng):
+    """Seen at an angle: squashed to 65-80% of its height or width, padded back on white."""
+    w, h = photo.size
+    f = rng.uniform(0.65, 0.8)
+    size = (w, round(h * f)) if rng.random() < 0.5 else (round(w * f), h)
+    page = Image.new("RGB", photo.size, (255, 255, 255))
+    page.paste(photo.resize(size, Image.Resampling.BICUBIC), ((w - size[0]) // 2, (h - size[1]) // 2))
+    return page
+
+
+def _gamma(photo, rng):
+    gamma = rng.choice([rng.uniform(0.6, 0.75), rng.uniform(1.4, 1.6)])
+    arr = 255 * (np.asarray(photo, dtype=np.float32) / 255) ** gamma
+    return Image.fromarray(np.round(arr).astype(np.uint8))
+
+
+def _vivid(photo, rng):
+    return ImageEnhance.Contrast(ImageEnhance.Color(photo).enhance(rng.uniform(1.4, 1.6))).enhance(1.1)
+
+
+def _stone(rng: np.random.Generator) -> Image.Image:
+    """The mottled surface greyed down: a stone worktop."""
+    return ImageEnhance.Color(smooth_noise(rng)).enhance(0.25)
+
+
+def _phone_shot(photo, rng):
+    """The fruit small on a table-like surface, under a colour cast, slightly defocused and noisy."""
+    surface = wood(rng) if rng.random() < 0.5 else _stone(rng)
+    img = _colour_cast(_place(photo, surface, rng, 0.25, 0.45)[0], rng)
+    return Variant(_noise(_defocus(img, rng, 0.8, 1.5), rng, 4, 8), int(rng.integers(60, 81)))
+
+
+def _cut_by_frame(photo, rng):
+    """The photo shifted so 25-40% of the fruit's width or height falls outside one edge."""
+    w, h = photo.size
+    left, top, right, bottom = fruit_alpha(photo).getbbox()
+    cut_x, cut_y = rng.uniform(0.25, 0.4) * np.array([right - left, bottom - top])
+    shifts = [(-left - cut_x, 0), (w - right + cut_x, 0), (0, -top - cut_y), (0, h - bottom + cut_y)]
+    dx, dy = shifts[int(rng.integers(4))]
+    page = Image.new("RGB", photo.size, (255, 255, 255))
+    page.paste(photo, (round(dx), round(dy)))
+    return page
+
+
+def _two_fruits(photo, other, rng):
+    """The Test photo's fruit large, another class's fruit smaller beside it (not overlapping), on white."""
+    w, h = SCENE_SIZE
+    big, small = int(rng.uniform(0.4, 0.55) * w), int(rng.uniform(0.2, 0.3) * w)
+    gap = int(rng.uniform(0, 0.15) * small)
+    x = int(rng.integers(0, w - big - gap - small + 1))
+    big_x, small_x = (x, x + big + gap) if rng.random() < 0.5 else (x + small + gap, x)
+    page = _white()
+    _paste(page, photo, big, (big_x, int(rng.integers(0, h - big + 1))))
+    _paste(page, other, small, (small_x, int(rng.integers(0, h - small + 1))))
     return page
 
 
@@ -240,6 +370,28 @@ CONDITIONS: dict[str, tuple[str, Condition]] = {
         lambda p, r, b: Variant(_big_exif(p, r), 90, int(r.choice([3, 6, 8]))),
     ),
     "shadow": ("on a wider white page with a soft cast shadow", lambda p, r, b: Variant(_shadow(p, r))),
+    "hand": (
+        "fruit at 35-60% of the frame held in a hand, on a wall or a blurred room",
+        lambda p, r, b: Variant(_hand(p, r)),
+    ),
+    "angle": (
+        "seen at an angle: squashed to 65-80% of its height or width",
+        lambda p, r, b: Variant(_angle(p, r)),
+    ),
+    "gamma": ("gamma curve, gamma 0.6-0.75 or 1.4-1.6", lambda p, r, b: Variant(_gamma(p, r))),
+    "vivid": ("phone vivid mode: saturation x1.4-1.6, contrast x1.1", lambda p, r, b: Variant(_vivid(p, r))),
+    "phone_shot": (
+        "fruit at 25-45% on a table, colour cast, slight defocus, noise, JPEG 60-80",
+        lambda p, r, b: _phone_shot(p, r),
+    ),
+    "cut_by_frame": (
+        "25-40% of the fruit's width or height cut off by one edge",
+        lambda p, r, b: Variant(_cut_by_frame(p, r)),
+    ),
+    "two_fruits": (
+        "fruit at 40-55% of the width beside a smaller fruit of another class, on white",
+        lambda p, r, b: Variant(_two_fruits(p, b, r)),
+    ),
 }
 
 

@@ -48,12 +48,13 @@ _ID_TIME = "%Y%m%dT%H%M%SZ"
 # 5: the embeddings are measured under the training photos' within-class metric (folded into
 #    pca_components; manifest pca.within_class_shrink), and plain_map takes them back to plain
 #    PCA coordinates.
-FORMAT_VERSION = 5
+# 6: the fruit probe (probe_fruits, probe_coef, probe_intercept; models/probe.py).
+FORMAT_VERSION = 6
 
 # name -> (description, dtype kind): the arrays every bundle carries.
 ARRAY_FILES = {
-    "scaler_mean": "StandardScaler mean, (D,)",
-    "scaler_scale": "StandardScaler std, (D,); 0 for constant columns",
+    "scaler_mean": "mean of the L2-normalised features, (D,)",
+    "scaler_scale": "per-feature factor after centring, (D,): 1 (centred, not standardised)",
     "pca_components": "PCA components (K, D) by variance, each times its weight (pca.component_weights), "
     "then mapped by the within-class metric (pca.within_class_shrink)",
     "plain_map": "(K, K): embeddings @ plain_map = plain PCA coordinates (undoes the metric and the weights)",
@@ -64,6 +65,9 @@ ARRAY_FILES = {
     "classes": "sorted class labels, (C,)",
     "thresholds": "per-class 'known' distance threshold, (C,)",
     "plain_thresholds": "the same in plain PCA coordinates (embeddings @ plain_map), (C,)",
+    "probe_fruits": "the fruit probe's fruits, sorted, (F,)",
+    "probe_coef": "the fruit probe's coefficients on the embeddings, (F, K)",
+    "probe_intercept": "the fruit probe's intercepts, (F,)",
 }
 
 log = logging.getLogger("models.bundle")
@@ -134,6 +138,9 @@ class ArtifactBundle:
     thresholds: np.ndarray
     plain_thresholds: np.ndarray
     plain_map: np.ndarray
+    probe_fruits: np.ndarray
+    probe_coef: np.ndarray
+    probe_intercept: np.ndarray
     catalog: dict = field(default_factory=dict)
 
     @property
@@ -167,6 +174,13 @@ class ArtifactBundle:
             (self.plain_thresholds.shape == (c,), f"plain_thresholds must be ({c},)"),
             (self.plain_map.shape == (k, k), f"plain_map must be ({k}, {k})"),
             (bool(np.isfinite(self.plain_map).all()), "plain_map holds NaN or inf"),
+            (self.probe_coef.shape == (len(self.probe_fruits), k), f"probe_coef must be (F, {k})"),
+            (self.probe_intercept.shape == self.probe_fruits.shape, "probe_intercept must be (F,)"),
+            (bool(np.isfinite(self.probe_coef).all()), "probe_coef holds NaN or inf"),
+            (
+                list(self.probe_fruits) == sorted(set(self.probe_fruits.tolist())),
+                "probe_fruits must be sorted",
+            ),
             (len(self.manifest.pca.component_weights) == k, "manifest pca.component_weights disagrees"),
             (n > 0 and c > 0, "the bundle holds no training photos"),
             (list(self.classes) == sorted(set(self.classes.tolist())), "classes must be sorted"),

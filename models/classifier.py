@@ -17,6 +17,7 @@ from models.preprocess import (
     empty_scene_inputs,
     preprocess_image,
 )
+from models.probe import FruitProbe
 from models.scoring import (
     class_members,
     min_per_class,
@@ -60,6 +61,8 @@ class Classification:
     top_k: list[ClassMatch] = field(default_factory=list)
     # Every class's score, in the classifier's class order (for answers by fruit).
     scores: tuple[float, ...] = ()
+    fruit_confidence: float = 0.0  # p(the best class's fruit): the probe's and the neighbours' mean
+    variety_confidence: float = 0.0  # p(the best class | its fruit), the neighbours'
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,18 @@ class Classifier:
         self._classes = bundle.classes.tolist()
         self._members = class_members(bundle.label_idx, len(self._classes))
         self._fruit_of = [localize(c, bundle.catalog.get(c), "en").fruit for c in self._classes]
+        self.probe = FruitProbe(bundle.probe_fruits, bundle.probe_coef, bundle.probe_intercept)
+        fruits = bundle.probe_fruits.tolist()
+        if set(fruits) != set(self._fruit_of):
+            raise BundleError(f"bundle {bundle.version}: the fruit probe's fruits differ from the classes'")
+        # Each class's fruit, as a column of the probe's output.
+        self._class_fruit = np.array([fruits.index(f) for f in self._fruit_of])
+        self._fruit_classes = [np.flatnonzero(self._class_fruit == f) for f in range(len(fruits))]
+        self._probe_min_confidence = bundle.manifest.probe.min_confidence
         # Public photo id -> URI of the training photos this bundle can show as examples.
         self._photos = {photo_id(s): s for s in dict.fromkeys(bundle.sources.tolist())}
         calibration = bundle.manifest.calibration
         self._temperature = calibration.temperature
-        self._min_confidence = calibration.min_confidence
         self._row_scale = view_scale(bundle.views, calibration.view_distance_factor)
         # The reference rows as the search reads them, made once (float64, with their squared norms).
         self._rows = np.asarray(bundle.embeddings, dtype=np.float64)
@@ -170,18 +180,40 @@ class Classifier:
         b = self.bundle
         return project(features, b.scaler_mean, b.scaler_scale, b.pca_components)
 
+    def class_scores(self, embeddings: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, C) class scores and (n, F) fruit probabilities. A fruit's probability is the mean of
+        the probe's and the neighbours' (their softmax summed over its varieties); its varieties
+        share it as the neighbours rank them, so a fruit's varieties sum to its probability."""
+        neighbours = scores_from_distances(dist, self._temperature)
+        per_fruit = np.zeros((len(neighbours), len(self.probe.fruits)))
+        np.add.at(per_fruit.T, self._class_fruit, neighbours.T)
+        fruit_p = (self.probe.probabilities(embeddings) + per_fruit) / 2
+        # Each fruit's own softmax over its varieties: defined even where the overall one
+        # underflows to 0 for all of them.
+        share = np.zeros_like(neighbours)
+        for members in self._fruit_classes:
+            share[:, members] = scores_from_distances(dist[:, members], self._temperature)
+        return fruit_p[:, self._class_fruit] * share, fruit_p
+
     def classify(self, embeddings: np.ndarray, top_k: int) -> list[Classification]:
         """Embeddings (n, K) -> one answer each: ranked classes, scores, known, examples."""
         d = pairwise_distances(embeddings, self._rows, self._rows_squared) * self._row_scale[None, :]
         dist, _ = min_per_class(d, self._members)
-        scores = scores_from_distances(dist, self._temperature)
+        scores, fruit_p = self.class_scores(embeddings, dist)
         top_k = min(top_k, len(self._classes))
         to_empty = pairwise_distances(embeddings, self.empty_scenes).min(1)
         plain = plain_coordinates(embeddings, self._plain_map)
         plain_to_empty = pairwise_distances(plain, self._plain_empty_scenes).min(1)
         return [
             self._answer(
-                d[i], dist[i], scores[i], top_k, float(to_empty[i]), plain[i], float(plain_to_empty[i])
+                d[i],
+                dist[i],
+                scores[i],
+                top_k,
+                float(to_empty[i]),
+                plain[i],
+                float(plain_to_empty[i]),
+                fruit_p[i],
             )
             for i in range(len(d))
         ]
@@ -201,8 +233,9 @@ class Classifier:
         to_empty: float,
         plain: np.ndarray,
         plain_to_empty: float,
+        fruit_p: np.ndarray,
     ) -> Classification:
-        order = np.argsort(dist, kind="stable")[:top_k]
+        order = np.argsort(-scores, kind="stable")[:top_k]
         matches = []
         for c in order:
             members = self._members[c]
@@ -217,17 +250,21 @@ class Classifier:
                 )
             )
         best = matches[0]
-        # Within the class's threshold and nearer than a bare backdrop, with the weighted distances
-        # and again in plain coordinates, and confident enough.
+        # Sure enough of the fruit, and the photo nearer to that variety than to a bare backdrop,
+        # with the weighted distances and again in plain coordinates.
+        fruit_confidence = float(fruit_p[self._class_fruit[order[0]]])
         known = (
-            best.distance <= best.threshold
+            fruit_confidence >= self._probe_min_confidence
             and best.distance < to_empty
-            and best.score >= self._min_confidence
-            and (near := self._plain_distance(plain, order[0])) <= self.bundle.plain_thresholds[order[0]]
-            and near < plain_to_empty
+            and self._plain_distance(plain, order[0]) < plain_to_empty
         )
         return Classification(
-            label=best.label, known=bool(known), top_k=matches, scores=tuple(scores.tolist())
+            label=best.label,
+            known=bool(known),
+            top_k=matches,
+            scores=tuple(scores.tolist()),
+            fruit_confidence=fruit_confidence,
+            variety_confidence=best.score / max(fruit_confidence, 1e-300),
         )
 
     def _examples(self, ranked: np.ndarray, drow: np.ndarray) -> list[Example]:

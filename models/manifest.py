@@ -118,6 +118,20 @@ class Refresh(_Record):
     note: str = ""
 
 
+class Probe(_Record):
+    """The fruit probe (models/probe.py) and what it was trained on."""
+
+    fruits: int = Field(ge=2)
+    reference_rows: int = Field(
+        ge=0, description="reference photos and views, labelled by their class's fruit"
+    )
+    real_photos: int = Field(0, ge=0, description="real photos of fruit in scenes (--real-photos)")
+    real_photos_unused: int = Field(0, ge=0, description="real photos of a fruit that no class shows")
+    c: float = Field(gt=0, description="inverse L2 strength (batch.probe.PROBE_C)")
+    trained_with: str
+    min_confidence: float = Field(ge=0, le=1, description="below this fruit probability: unknown")
+
+
 class FileEntry(_Record):
     sha256: str
     bytes: int
@@ -143,6 +157,7 @@ class Manifest(_Record):
     spark: SparkRun
     libraries: dict[str, str]
     refresh: Refresh = Refresh(incremental=False)
+    probe: Probe
     report: str | None = Field(None, description="the run report's page, relative to the version")
     # Set by models.bundle.write_version.
     files: dict[str, FileEntry] = {}

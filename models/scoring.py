@@ -11,12 +11,14 @@ _CHUNK = 1024
 
 
 def project(features: np.ndarray, mean: np.ndarray, scale: np.ndarray, components: np.ndarray) -> np.ndarray:
-    """Standardise like Spark's StandardScaler (zero-variance columns -> 0), then apply the PCA.
-
-    features (n, D); mean, scale (D,); components (K, D) -> (n, K) float32.
-    """
+    """L2-normalise each row, centre and scale like Spark's StandardScaler (a scale of 0 -> 0),
+    then apply the PCA: batch.fit's projection. features (n, D); mean, scale (D,); components
+    (K, D) -> (n, K) float32."""
+    f = np.asarray(features, dtype=np.float64)
+    norms = np.linalg.norm(f, axis=1, keepdims=True)
+    f = np.divide(f, norms, out=np.zeros_like(f), where=norms > 0)
     inv = np.divide(1.0, scale, out=np.zeros_like(scale, dtype=np.float64), where=scale > 0)
-    centred = (np.asarray(features, dtype=np.float64) - mean) * inv
+    centred = (f - mean) * inv
     return (centred @ np.asarray(components, dtype=np.float64).T).astype(np.float32)
 
 

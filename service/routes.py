@@ -181,6 +181,8 @@ def classification_response(
         display_name=best.info.display_name if best else None,
         fruit=best.fruit if best else None,
         known=result.known,
+        fruit_confidence=min(1.0, result.fruit_confidence),
+        variety_confidence=min(1.0, result.variety_confidence),
         top_k=top_k,
         fruits=fruit_list,
         model=model_ref(c),

@@ -145,12 +145,28 @@ class ClassifyResponse(BaseModel):
         examples=[{"id": "apple", "name": "Pomme"}],
     )
     known: bool = Field(
-        description="false when the best class is not confident enough (score below the bundle's "
-        "min_confidence), the photo is farther than its threshold, or it looks like an empty scene; "
-        "top_k still lists the nearest classes as suggestions",
+        description="false when the model is not sure enough of the fruit (fruit_confidence "
+        "below the bundle's min_confidence) or the photo looks like an empty scene; top_k still "
+        "lists the best classes as suggestions",
         examples=[True],
     )
-    top_k: list[ClassMatch] = Field(description="the nearest varieties, best first", min_length=1)
+    fruit_confidence: float = Field(
+        ge=0,
+        le=1,
+        description="probability of the best class's fruit (the mean of the fruit probe's and the "
+        "nearest training photos')",
+        examples=[0.97],
+    )
+    variety_confidence: float = Field(
+        ge=0,
+        le=1,
+        description="probability of the best class among its fruit's varieties (the nearest "
+        "training photos'); a variety is often a guess when the fruit is sure",
+        examples=[0.62],
+    )
+    top_k: list[ClassMatch] = Field(
+        description="the best varieties, best first: score = fruit probability x variety share", min_length=1
+    )
     fruits: list[FruitMatch] | None = Field(
         None,
         description="with group=fruit: the best fruits, each scored by the sum of its varieties' "

@@ -112,3 +112,51 @@ def wait_for_version(url: str, version: str, timeout_s: float = 60) -> None:
     while httpx.get(f"{url}/readyz", timeout=10).json()["version"] != version:
         assert time.monotonic() < deadline, f"service did not pick up {version} in {timeout_s} s"
         time.sleep(0.5)
+
+
+def expected_embedding(vdir: Path, features):
+    """A feature vector's embedding recomputed with numpy from a version's stored arrays:
+    L2-normalised, centred and scaled (a scale of 0 drops the column), projected."""
+    import numpy as np
+
+    raw = np.asarray(features, dtype=np.float64)
+    unit = raw / np.linalg.norm(raw)
+    scale = np.load(vdir / "scaler_scale.npy")
+    centred = (unit - np.load(vdir / "scaler_mean.npy")) / np.where(scale > 0, scale, np.inf)
+    return centred @ np.load(vdir / "pca_components.npy").T
+
+
+def expected_answer(vdir: Path, features, fruit_of: dict[str, str]) -> tuple[list[str], float, float]:
+    """The answer recomputed with numpy from a version's stored arrays (an expectation
+    independent of models/): (classes best first, p(the best's fruit), the best's distance).
+    Each class is as near as its nearest row (views farther by the view factor); p(fruit) = the
+    mean of the probe's softmax and the neighbours' softmax summed over the fruit's classes; a
+    class scores p(fruit) x its softmax among the fruit's classes. fruit_of: label -> fruit id."""
+    import json
+
+    import numpy as np
+
+    def softmax(v):
+        e = np.exp(v - v.max())
+        return e / e.sum()
+
+    load = lambda name: np.load(vdir / f"{name}.npy")  # noqa: E731
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    z = expected_embedding(vdir, features)
+    factor = manifest["calibration"]["view_distance_factor"]
+    dists = np.sqrt(((load("embeddings") - z) ** 2).sum(1)) * np.where(load("views") > 0, factor, 1.0)
+    labels, classes = load("labels"), load("classes").tolist()
+    nearest = np.array([dists[labels == c].min() for c in classes])
+    t = manifest["calibration"]["temperature"]
+    neighbours = softmax(-nearest / t)
+    fruits = load("probe_fruits").tolist()
+    probe = softmax(z @ load("probe_coef").T + load("probe_intercept"))
+    fruit = np.array([fruit_of[c] for c in classes])
+    p_fruit = {f: (probe[i] + neighbours[fruit == f].sum()) / 2 for i, f in enumerate(fruits)}
+    score = np.zeros(len(classes))
+    for f in fruits:
+        members = np.flatnonzero(fruit == f)
+        score[members] = p_fruit[f] * softmax(-nearest[members] / t)
+    order = np.argsort(-score, kind="stable")
+    best = int(order[0])
+    return [classes[j] for j in order], p_fruit[fruit[best]], float(nearest[best])

@@ -1,4 +1,4 @@
-"""batch.fit against Spark ML's own StandardScaler + PCA on the same DataFrame."""
+"""batch.fit against Spark ML's own Normalizer + StandardScaler + PCA on the same DataFrame."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from pyspark.ml.feature import PCA, StandardScaler
+from pyspark.ml.feature import PCA, Normalizer, StandardScaler
 from pyspark.ml.functions import array_to_vector
 
 from batch.fit import _ROWS_PER_PRODUCT, _rows, component_weights, fit_projection, within_class_metric
@@ -27,12 +27,12 @@ def test_fit_equals_spark_ml_scaler_and_pca(spark):
 
     ours = fit_projection(frame, n_rows=n, dim=d, components=k, variance=0.9, max_components=d)
 
-    vectors = frame.select(array_to_vector("features").alias("v"))
-    scaler = StandardScaler(withMean=True, withStd=True, inputCol="v", outputCol="s").fit(vectors)
+    raw = frame.select(array_to_vector("features").alias("raw"))
+    vectors = Normalizer(p=2.0, inputCol="raw", outputCol="v").transform(raw)
+    scaler = StandardScaler(withMean=True, withStd=False, inputCol="v", outputCol="s").fit(vectors)
     pca = PCA(k=d, inputCol="s").fit(scaler.transform(vectors))
     np.testing.assert_allclose(ours.mean, scaler.mean.toArray(), rtol=1e-6)
-    np.testing.assert_allclose(ours.scale, scaler.std.toArray(), rtol=1e-6, atol=1e-9)
-    assert ours.scale[5] == 0.0
+    np.testing.assert_array_equal(ours.scale, np.ones(d))
     np.testing.assert_allclose(
         ours.explained_variance, pca.explainedVariance.toArray(), rtol=1e-6, atol=1e-12
     )
@@ -85,8 +85,10 @@ def test_embedding_map_scales_each_component_by_its_weight(spark):
     fit = fit_projection(
         frame, n_rows=300, dim=8, components=6, variance=0.9, max_components=8, ceiling_rank=3
     )
-    # Independently: the standardised data's variance along each unit component, capped at the third's.
-    xs = (x - x.mean(0)) / x.std(0, ddof=1)
+    # Independently: the normalised, centred data's variance along each unit component, capped
+    # at the third's.
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    xs = xn - xn.mean(0)
     spread = ((xs @ fit.components.T) ** 2).sum(0) / (len(x) - 1)
     np.testing.assert_allclose(fit.weights, np.minimum(1, np.sqrt(spread[2] / spread)), rtol=1e-6)
     assert fit.weights[0] < 1 and fit.weights[2] == 1

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from tests.conftest import OFF_CENTRE
-from tests.support import post_photo
+from tests.support import expected_answer, post_photo
 
 
 def _version_dir(root: Path) -> Path:
@@ -50,32 +52,27 @@ def test_service_embeds_training_photos_exactly_as_the_job(service_url, job_run)
 def test_service_top1_equals_top1_from_job_outputs_on_every_test_photo(service_url, job_run, dataset):
     root, _ = job_run
     vdir = _version_dir(root)
-    # Independent nearest-class rule from the raw arrays: a class is as close as its nearest
-    # training photo.
-    embeddings = np.load(vdir / "embeddings.npy").astype(np.float64)
+    # The answer recomputed from the raw arrays (tests.support.expected_answer).
     labels = np.load(vdir / "labels.npy")
-    mean = np.load(vdir / "scaler_mean.npy")
-    std = np.load(vdir / "scaler_scale.npy")
-    pcs = np.load(vdir / "pca_components.npy")
     features = pq.read_table(vdir / "features").to_pandas()
     manifest = json.loads((vdir / "manifest.json").read_text())
     assert manifest["counts"]["rows"] == len(labels)
-    # An augmented view counts view_distance_factor times as far as a real photo.
-    factor = manifest["calibration"]["view_distance_factor"]
-    row_scale = np.where(np.load(vdir / "views.npy") > 0, factor, 1.0)
+    fruit_of = {
+        c["label"]: c["fruit"]["id"]
+        for c in httpx.get(f"{service_url}/v1/classes", timeout=30).json()["classes"]
+    }
 
     photos = sorted((dataset / "Test").rglob("*.jpg"))
     assert len(photos) >= 30
     agree = 0
     for photo in photos:
         served = _embed(service_url, photo)
-        raw = np.asarray(served["features"], dtype=np.float64)
-        z = ((raw - mean) / np.where(std > 0, std, np.inf)) @ pcs.T
-        dists = np.sqrt(((embeddings - z) ** 2).sum(1)) * row_scale
-        expected = min(set(labels.tolist()), key=lambda c: dists[labels == c].min())
+        ranked, p_fruit, _ = expected_answer(vdir, served["features"], fruit_of)
+        expected = ranked[0]
         resp = post_photo(service_url, photo.read_bytes(), name=photo.name)
         assert resp.status_code == 200
         assert resp.json()["top_k"][0]["label"] == expected, photo
+        assert resp.json()["fruit_confidence"] == pytest.approx(p_fruit, abs=1e-5), photo
         agree += expected == photo.parent.name
     # The features parquet holds every featurized photo and view once, as the bundle's rows.
     stored = sorted(zip(features["uri"], features["view"], strict=True))

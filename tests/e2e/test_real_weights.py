@@ -16,6 +16,8 @@ from tests.support import encode, post_photo, running_service
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 SPEC = ("efficientnet-lite0", "imagenet", 224)
+IMAGENET_FIXTURES = Path(__file__).parents[1] / "data" / "imagenet"
+REAL_FOLDERS = {"Banana": "banana", "Pineapple": "pineapple"}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,21 @@ def lite0_run(dataset, spark, tmp_path_factory):
     from tests.jobs import run_on_training
 
     root = tmp_path_factory.mktemp("lite0-artifacts")
-    result = run_on_training(spark, dataset, root, FeaturizerSpec.parse(*SPEC), images_per_partition=24)
+    # Photos the job gets as real photos of fruit, in folders named by fruit: banana has classes
+    # in the training set, pineapple has none.
+    real = tmp_path_factory.mktemp("real-photos")
+    for folder, fruit in REAL_FOLDERS.items():
+        (real / fruit).mkdir()
+        for photo in sorted((IMAGENET_FIXTURES / folder).glob("*.jpg")):
+            (real / fruit / photo.name).write_bytes(photo.read_bytes())
+    result = run_on_training(
+        spark,
+        dataset,
+        root,
+        FeaturizerSpec.parse(*SPEC),
+        images_per_partition=24,
+        real_photos_uri=str(real),
+    )
     return root, result
 
 
@@ -73,6 +89,46 @@ def test_service_computes_exactly_what_the_job_stored(lite0_run, lite0_url):
         assert raw.shape == (1280,)
         assert np.abs(raw - np.asarray(features.loc[str(path), "features"])).max() <= 1e-4, path
         assert np.abs(np.asarray(served["embedding"]) - embeddings[i]).max() <= 1e-4, path
+
+
+def test_real_photos_train_the_probe_and_are_never_examples(lite0_run):
+    root, result = lite0_run
+    probe = result.manifest.probe
+    per_fruit = len(list((IMAGENET_FIXTURES / "Banana").glob("*.jpg")))
+    assert (probe.real_photos, probe.real_photos_unused) == (per_fruit, per_fruit)
+    vdir = _version_dir(root)
+    assert not any("real-photos" in s for s in np.load(vdir / "sources.npy").tolist())
+    assert all(not c.startswith("real:") for c in np.load(vdir / "classes.npy").tolist())
+    assert result.manifest.counts.classes == len(list((Path(result.manifest.input_uri)).iterdir()))
+
+
+def test_the_services_fruit_confidence_fuses_the_stored_probe_on_the_stored_embedding(lite0_run, lite0_url):
+    root, _ = lite0_run
+    vdir = _version_dir(root)
+    sources, embeddings = np.load(vdir / "sources.npy"), np.load(vdir / "embeddings.npy")
+    fruits = np.load(vdir / "probe_fruits.npy").tolist()
+    coef, intercept = np.load(vdir / "probe_coef.npy"), np.load(vdir / "probe_intercept.npy")
+    originals = np.flatnonzero(np.load(vdir / "views.npy") == 0)
+    for i in originals[np.linspace(0, len(originals) - 1, 5).round().astype(int)]:
+        path = Path(str(sources[i]))
+        answer = post_photo(
+            lite0_url, path.read_bytes(), name=path.name, params={"group": "fruit", "top_k": 20}
+        ).json()
+        # Independently: the logistic model's softmax, written out here.
+        logits = embeddings[i].astype(np.float64) @ coef.T + intercept
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        best = answer["top_k"][0]["fruit"]["id"]
+        # The mean of the probe's and the neighbours' p(fruit), the latter in [0, 1].
+        neighbours = 2 * answer["fruit_confidence"] - p[fruits.index(best)]
+        assert -1e-4 <= neighbours <= 1 + 1e-4, path
+        listed = {f["id"]: f["score"] for f in answer["fruits"]}
+        assert listed[best] == pytest.approx(answer["fruit_confidence"], abs=1e-6)
+        assert sum(listed.values()) == pytest.approx(1.0, abs=1e-6)
+        top = answer["top_k"][0]["score"]
+        assert top == pytest.approx(answer["fruit_confidence"] * answer["variety_confidence"], abs=1e-6)
+        same_fruit = [m["score"] for m in answer["top_k"] if m["fruit"]["id"] == best]
+        assert sum(same_fruit) == pytest.approx(answer["fruit_confidence"], abs=1e-6)
 
 
 def test_real_weights_name_unseen_test_photos(lite0_url, dataset):

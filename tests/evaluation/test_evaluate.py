@@ -12,9 +12,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.bundle import read_bundle
+from models.catalog import localize
 from models.featurizer import FeaturizerSpec, ResNet50Featurizer
 from models.preprocess import preprocess_image
-from tests.support import REPO_ROOT, TEST_IMAGE_SIZE, TEST_WEIGHTS, encode, post_photo
+from tests.support import (
+    REPO_ROOT,
+    TEST_IMAGE_SIZE,
+    TEST_WEIGHTS,
+    encode,
+    expected_answer,
+    expected_embedding,
+    post_photo,
+)
 
 TOP_K = 3
 
@@ -51,35 +61,15 @@ def expected(job_run, dataset):
     """Top-k classes, 'known' and true label of every Test photo, from the raw arrays."""
     root, result = job_run
     vdir = root / "versions" / result.version
-    a = {
-        name: np.load(vdir / f"{name}.npy")
-        for name in (
-            "scaler_mean",
-            "scaler_scale",
-            "pca_components",
-            "embeddings",
-            "labels",
-            "views",
-            "classes",
-            "thresholds",
-        )
-    }
-    calibration = json.loads((vdir / "manifest.json").read_text())["calibration"]
+    classes = np.load(vdir / "classes.npy").tolist()
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    bundle = read_bundle(str(root))
+    fruit_of = {c: localize(c, bundle.catalog[c], "en").fruit for c in classes}
     photos = sorted((dataset / "Test").rglob("*.jpg"))
     model = ResNet50Featurizer(FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE))
     features = model.featurize(
         np.stack([preprocess_image(p.read_bytes(), TEST_IMAGE_SIZE) for p in photos])
     ).astype(np.float64)
-    scale = np.where(a["scaler_scale"] > 0, a["scaler_scale"], np.inf)
-    z = (((features - a["scaler_mean"]) / scale) @ a["pca_components"].T).astype(np.float32)
-    d = np.linalg.norm(z[:, None, :].astype(np.float64) - a["embeddings"][None].astype(np.float64), axis=2)
-    # An augmented view counts view_distance_factor times as far as a real photo.
-    d = d * np.where(a["views"] > 0, calibration["view_distance_factor"], 1.0)[None, :]
-    classes = a["classes"].tolist()
-    per_class = np.stack([d[:, a["labels"] == c].min(1) for c in classes], axis=1)
-    logits = -per_class / calibration["temperature"]
-    scores = np.exp(logits - logits.max(1, keepdims=True))
-    scores /= scores.sum(1, keepdims=True)
     # "no fruit": nearer to a photo of a flat backdrop (0/128/255 per channel) than to every class
     flats = np.stack(
         [
@@ -89,22 +79,17 @@ def expected(job_run, dataset):
             for b in (0, 128, 255)
         ]
     )
-    zf = ((model.featurize(flats).astype(np.float64) - a["scaler_mean"]) / scale) @ a["pca_components"].T
-    to_empty = np.linalg.norm(z[:, None, :].astype(np.float64) - zf[None], axis=2).min(1)
-    ranked = np.argsort(per_class, axis=1, kind="stable")
+    empties = np.stack([expected_embedding(vdir, f) for f in model.featurize(flats).astype(np.float64)])
     rows = []
-    for i, p in enumerate(photos):
-        best = ranked[i, 0]
+    for p, f in zip(photos, features, strict=True):
+        ranked, p_fruit, distance = expected_answer(vdir, f, fruit_of)
+        to_empty = np.linalg.norm(empties - expected_embedding(vdir, f), axis=1).min()
         rows.append(
             {
                 "uri": str(p),
                 "label": p.parent.name,
-                "top": [classes[j] for j in ranked[i, :TOP_K]],
-                "known": bool(
-                    per_class[i, best] <= a["thresholds"][best]
-                    and per_class[i, best] < to_empty[i]
-                    and scores[i, best] >= calibration["min_confidence"]
-                ),
+                "top": ranked[:TOP_K],
+                "known": bool(p_fruit >= manifest["probe"]["min_confidence"] and distance < to_empty),
             }
         )
     return rows, classes

@@ -65,6 +65,7 @@ def make_manifest(version: str, k: int, d: int, rows: int) -> mf.Manifest:
         stages={},
         spark=mf.SparkRun(master="local[1]", parallelism=1, version="test"),
         libraries={},
+        probe=mf.Probe(fruits=2, reference_rows=rows, c=1.0, trained_with="test", min_confidence=0.5),
     )
 
 
@@ -84,6 +85,9 @@ def make_bundle(version: str | None = None, k: int = 3, d: int = 8) -> ArtifactB
         thresholds=np.array([1.0, 2.0]),
         plain_thresholds=np.array([1.5, 2.5]),
         plain_map=np.eye(k),
+        probe_fruits=np.array(["a", "b"]),  # the fallback fruits of classes A and B
+        probe_coef=rng.normal(size=(2, k)),
+        probe_intercept=np.zeros(2),
         catalog={"A": {"display_name": "Apple"}, "B": {"display_name": "Banana"}},
     )
 

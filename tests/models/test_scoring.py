@@ -18,15 +18,20 @@ from models.scoring import (
 rng = np.random.default_rng(7)
 
 
-def test_project_standardises_like_spark_and_applies_components():
+def test_project_normalises_each_row_then_scales_like_spark_and_applies_components():
     x = rng.normal(3.0, 2.0, size=(10, 6))
-    x[:, 2] = 5.0  # a constant column: Spark's scaler maps it to 0
-    mean, std = x.mean(0), x.std(0, ddof=1)
+    x[:, 2] = 5.0
+    x[3] = 0.0  # an all-zero row stays zero
+    mean, std = rng.normal(size=6), np.abs(rng.normal(size=6))
+    std[4] = 0.0  # a zero scale maps its column to 0, as Spark's scaler does
     comps = np.linalg.qr(rng.normal(size=(6, 3)))[0].T
     z = project(x, mean, std, comps)
     manual = np.zeros_like(x)
-    for j in range(6):
-        manual[:, j] = 0.0 if std[j] == 0 else (x[:, j] - mean[j]) / std[j]
+    for i in range(10):
+        norm = np.sqrt(sum(v * v for v in x[i]))
+        for j in range(6):
+            unit = x[i, j] / norm if norm else 0.0
+            manual[i, j] = 0.0 if std[j] == 0 else (unit - mean[j]) / std[j]
     np.testing.assert_allclose(z, manual @ comps.T, rtol=1e-5, atol=1e-5)
 
 
