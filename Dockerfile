@@ -1,14 +1,15 @@
 # One image for both deployables: `python -m service` (default) and `python -m batch` (the job).
 # Same install steps as `make install`: the pinned requirements.lock, then the project with
-# --no-deps. No credentials and no weights are baked in: the bundle and the weights come from
-# a mount or from S3 (AWS_* variables and AWS_ENDPOINT_URL given at run time).
+# --no-deps (make install also adds requirements-dev.lock's test tools; the image has none).
+# No credentials and no weights are baked in: the bundle and the weights come from a mount or
+# from S3 (AWS_* variables and AWS_ENDPOINT_URL given at run time).
 #
 # Offline builds (no image registry, no package index; see README "Container"):
 #   --build-arg BASE=localhost/python:3.11-slim-bookworm   a Debian bookworm base with python3 built
 #                                                          locally (scripts/image-test.sh makes one)
 #   --build-arg WHEELHOUSE=wheelhouse                      a folder of the build context holding
 #       wheels of requirements.lock, pip and setuptools (`pip wheel -r requirements.lock "pip>=24"
-#       "setuptools>=70" -w wheelhouse`); pip then installs from it with no index.
+#       "setuptools>=77" -w wheelhouse`); pip then installs from it with no index.
 # Defaults: the public python image and PyPI.
 ARG BASE=python:3.11-slim-bookworm
 

@@ -18,14 +18,15 @@ help: ## list the targets
 # The wheels are not kept a second time in ~/.cache/pip (~0.5 GB beside the 3.4 GB venv); a CI
 # machine once ran out of disk while installing.
 $(STAMP): export PIP_NO_CACHE_DIR := 1
-$(STAMP): requirements.lock pyproject.toml
+# Both locks: the runtime one (all the image gets) and the test and lint tools.
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade "pip>=24"
-	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q -r requirements.lock -r requirements-dev.lock
 	$(VENV)/bin/pip install -q --no-deps -e .
 	@touch $@
 
-install: $(STAMP) ## create .venv with the locked dependencies and the project
+install: $(STAMP) ## create .venv with both locks (runtime + test tools) and the project
 	@scripts/check-java.sh
 
 test: install lint ## install, lint, then run the whole test suite
@@ -41,7 +42,7 @@ format: install ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 
 demo: install ## job on the bundled sample -> service -> classify a photo
-	$(PY) scripts/demo.py
+	@$(PY) scripts/demo.py
 
 bench: install ## featurizer vs Spark featurize stage, fp32 and bf16 (uses ../shared/data)
 	$(PY) -m benchmarks.featurize --data $(SHARED)

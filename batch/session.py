@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from batch.config import SparkSettings
+
+# The driver JVM's log settings: warnings and errors, no start-up banner (read when it starts).
+LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 
 def spark_session(
@@ -31,6 +36,7 @@ def spark_session(
         .config("spark.python.worker.reuse", "true")
         .config("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2")
         .config("spark.executorEnv.PYSPARK_PYTHON", settings.python)
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.as_uri()}")
     )
     if master:
         builder = builder.master(master)
@@ -38,6 +44,7 @@ def spark_session(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per closed gateway connection
     return spark
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -14,6 +17,34 @@ from service.launch import REPO_ROOT as REPO
 from service.launch import running_service
 
 SAMPLE = REPO / "examples" / "sample"
+
+# Printed whatever the log settings say: TensorFlow 2.21's absl notices come before it reads
+# TF_CPP_MIN_LOG_LEVEL (in the driver and each Spark worker), and the JVM's comes with the
+# module that Spark's launcher always adds. The demo drops these lines and nothing else.
+STARTUP_NOTICE = re.compile(
+    rb"(?:WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\."
+    rb"|WARNING: Using incubator modules: jdk\.incubator\.vector)[^\n]*\n"
+)
+
+
+def forward_without_notices(src: BinaryIO, dst: BinaryIO) -> None:
+    """Copy `src` to `dst` as it comes, less the STARTUP_NOTICE lines, also where one follows a
+    progress bar (drawn without a newline). Of an unfinished line, only what may be a notice's
+    start (from a W or I after the last terminal control code) waits for more."""
+    held = b""
+    while chunk := os.read(src.fileno(), 65536):
+        data = held + chunk
+        cut = data.rfind(b"\n") + 1
+        tail = data[cut:]
+        plain = max(tail.rfind(b"\x1b"), tail.rfind(b"\r")) + 1
+        start = re.search(rb"[WI]", tail[plain:])
+        keep = plain + start.start() if start else len(tail)
+        dst.write(STARTUP_NOTICE.sub(b"", data[:cut]) + tail[:keep])
+        dst.flush()
+        held = tail[keep:]
+    dst.write(held)
+    dst.flush()
 
 
 def run_job(output: Path, image_size: int) -> None:
@@ -32,8 +63,19 @@ def run_job(output: Path, image_size: int) -> None:
         "--master",
         "local[2]",
     ]
-    print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, cwd=REPO, check=True)
+    shown = [str(Path(a).relative_to(REPO)) if a.startswith(str(REPO)) else a for a in cmd]
+    print("$", " ".join(shown), flush=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if sys.stderr.isatty():
+        env["TTY_COMPATIBLE"] = "1"  # its stderr is our pipe, but the terminal is what shows it
+    with subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE) as proc:
+        try:
+            forward_without_notices(proc.stderr, sys.stderr.buffer)
+        except BaseException:  # Ctrl-C included: the job stops with the demo, as with run()
+            proc.kill()
+            raise
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
 
 
 def main() -> None:
@@ -64,7 +106,7 @@ def main() -> None:
         ) as (url, proc):
             print(f"{url} is ready (its log: {log_path})")
             classify(url, args.photo)
-            print(f"Swagger UI: {url}/docs   Model: {url}/v1/model")
+            print(f"Open {url}/ (the page for people), {url}/docs (Swagger UI), {url}/v1/model (the model)")
             if args.serve == "yes" or (args.serve == "auto" and sys.stdin.isatty()):
                 print("Serving until Ctrl-C ...")
                 proc.wait()

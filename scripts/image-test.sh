@@ -5,8 +5,8 @@
 # and the package mirrors (Debian for the base and Java, the host's pip index for the wheelhouse):
 #   1. base:      a minbase bookworm root with python3 (debootstrap), imported as
 #                 localhost/python:3.11-slim-bookworm; cached
-#   2. wheelhouse: wheels of requirements.lock built on the host into ./wheelhouse (git-ignored);
-#                 cached until requirements.lock changes
+#   2. wheelhouse: wheels of requirements.lock (the runtime lock, not requirements-dev.lock) built
+#                 on the host into ./wheelhouse (git-ignored); cached until requirements.lock changes
 #   3. image:     buildah bud (vfs storage, chroot isolation) with BASE and WHEELHOUSE set
 #   4. bundle:    the job on tests/data with --featurizer pixels:32 (seconds, no weights)
 #   5. serve:     `python -m service` from the image, the bundle mounted read-only at /bundle,
@@ -85,7 +85,7 @@ if [[ -f $STAMP && $STAMP -nt $REPO/requirements.lock ]]; then
     echo "   cached ($(find "$REPO/$WHEELHOUSE" -name '*.whl' | wc -l) wheels)"
 else
     # The host's pip and index; the build then needs neither (pip wheel reuses pip's cache).
-    "$PY" -m pip wheel -q -r "$REPO/requirements.lock" "pip>=24" "setuptools>=70" -w "$REPO/$WHEELHOUSE"
+    "$PY" -m pip wheel -q -r "$REPO/requirements.lock" "pip>=24" "setuptools>=77" -w "$REPO/$WHEELHOUSE"
     touch "$STAMP"
 fi
 
@@ -95,7 +95,7 @@ step image "buildah bud -> $IMAGE"
     --build-arg BASE="$BASE_TAG" --build-arg WHEELHOUSE="$WHEELHOUSE" \
     -t "$IMAGE" -f "$REPO/Dockerfile" "$REPO" >"$WORK/build.log" 2>&1 \
     || { tail -n 40 "$WORK/build.log"; die "image build failed"; }
-# The previous run's image, now untagged, is 4 GB on vfs: drop it (this storage is ours alone).
+# The previous run's image, now untagged, takes GBs on vfs: drop it (this storage is ours alone).
 "${BUILDAH[@]}" rmi --prune >/dev/null
 SIZE=$("${BUILDAH[@]}" images --format '{{.Size}}' "$IMAGE" | head -n 1)
 echo "   $IMAGE: $SIZE"

@@ -56,7 +56,9 @@ def test_dockerfile_is_multi_stage_and_installs_like_make_install():
     # the same two steps as the Makefile's install target, from the same lock file
     assert "pip install -r requirements.lock" in runs
     assert re.search(r"pip install --no-deps \.(\s|$)", runs)
-    assert "$(VENV)/bin/pip install -q -r requirements.lock" in MAKEFILE
+    assert "$(VENV)/bin/pip install -q -r requirements.lock -r requirements-dev.lock" in MAKEFILE
+    # ... but the image gets the runtime lock alone: none of the test and lint tools
+    assert "requirements-dev.lock" not in runs + " ".join(instructions(build, "COPY"))
     assert "$(VENV)/bin/pip install -q --no-deps -e ." in MAKEFILE
     copied = " ".join(instructions(build, "COPY"))
     for needed in ("requirements.lock", "pyproject.toml", "README.md", "models", "batch", "service"):
