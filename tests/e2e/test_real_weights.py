@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from tests.service.test_unknown import text_on_white
 from tests.support import encode, post_photo, running_service
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -151,8 +152,11 @@ def test_real_weights_name_unseen_test_photos(lite0_url, dataset):
         Image.new("RGB", (300, 200), (255, 255, 255)),
         Image.new("RGB", (300, 200), (30, 90, 200)),
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)),
+        text_on_white("TOTAL 12.40 EUR", (240, 320), 20),
+        text_on_white("Dear colleague, please find", (400, 300), 14),
+        text_on_white("NEWS", (200, 200), 48),
     ],
-    ids=["white-page", "blue-wall", "noise"],
+    ids=["white-page", "blue-wall", "noise", "text-receipt", "text-letter", "text-headline"],
 )
 def test_images_without_fruit_are_not_called_known(lite0_url, image):
     resp = post_photo(lite0_url, encode(image, "PNG"), name="x.png", content_type="image/png")

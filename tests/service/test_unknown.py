@@ -44,9 +44,8 @@ NOT_FRUIT = {
     "flat-black": Image.new("RGB", (100, 100), (0, 0, 0)),
     "flat-grey": Image.new("RGB", (80, 80), (140, 140, 140)),
     "flat-orange": Image.new("RGB", (100, 100), (255, 140, 0)),
-    "text-receipt": text_on_white("TOTAL 12.40 EUR", (240, 320), 20),
-    "text-letter": text_on_white("Dear colleague, please find", (400, 300), 14),
-    "text-headline": text_on_white("NEWS", (200, 200), 48),
+    # Text on paper is judged with real weights (tests/e2e/test_real_weights.py): with random
+    # ones the fruit probe has nothing to tell a headline from a fruit by.
 }
 
 
