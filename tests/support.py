@@ -5,6 +5,7 @@ The service runs as a child process through `service.launch` (re-exported here).
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 import struct
 import time
@@ -19,6 +20,17 @@ from service.launch import REPO_ROOT, free_port, running_service, stop_process, 
 TEST_DATA = Path(__file__).resolve().parent / "data" / "fruits360"
 TEST_IMAGE_SIZE = 64  # small input keeps CI fast; the code path is the same as at 224
 TEST_WEIGHTS = "random:0"
+
+
+class LogLines(logging.Handler):
+    """Collects the messages of the INFO and higher records it is given."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
 
 
 def fixture_photos(split: str, label: str) -> list[Path]:

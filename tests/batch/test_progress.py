@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from batch.progress import StageProgress
+from tests.support import LogLines
 
 TOTAL = 48
 LINE = re.compile(
@@ -63,18 +64,9 @@ class _SparkContext:
         return _Tracker(self)
 
 
-class _Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
 @pytest.fixture
 def progress_lines():
-    logger, handler = logging.getLogger("batch.progress"), _Lines()
+    logger, handler = logging.getLogger("batch.progress"), LogLines()
     level = logger.level
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)

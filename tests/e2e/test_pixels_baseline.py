@@ -14,7 +14,7 @@ from batch.progress import format_progress
 from models.featurizer import FeaturizerSpec
 from models.preprocess import preprocess_image
 from tests.conftest import LABELS
-from tests.support import expected_answer, post_photo, running_service
+from tests.support import LogLines, expected_answer, post_photo, running_service
 
 SIDE = 16
 PROGRESS_LINE = re.compile(
@@ -23,22 +23,13 @@ PROGRESS_LINE = re.compile(
 )
 
 
-class _Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
 @pytest.fixture(scope="module")
 def pixels_run(dataset, spark, tmp_path_factory):
     from tests.jobs import run_on_training
 
     root = tmp_path_factory.mktemp("pixels-artifacts")
     spec = FeaturizerSpec.parse(f"pixels:{SIDE}", "imagenet", None)
-    logger, handler = logging.getLogger("batch.progress"), _Lines()
+    logger, handler = logging.getLogger("batch.progress"), LogLines()
     level = logger.level
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)
