@@ -25,15 +25,16 @@ from batch.weights import ShippedWeights, ship_weights
 from batch.write import project_and_write
 from models.bundle import (
     ArtifactBundle,
+    LeaseRenewer,
     PointerMoved,
     PointerState,
     current_version,
+    delete_version,
     drop_lease,
     new_version_id,
     pointer_state,
     prune_versions,
     publish,
-    take_lease,
     version_uri,
     write_version,
 )
@@ -70,7 +71,8 @@ def run_job(config: JobConfig, spark: SparkSession | None = None) -> JobResult:
     # What this run builds on: it publishes only if CURRENT is still this at the end.
     base = pointer_state(root, storage)
     # While the lease lives, retention elsewhere keeps this run's folder and every newer version.
-    take_lease(root, version, storage)
+    lease = LeaseRenewer(root, version, storage)
+    lease.start()
     try:
         # The weights are resolved once, here on the driver, and Spark serves them to the
         # executors: they need no internet and no access to the weights' store.
@@ -79,7 +81,7 @@ def run_job(config: JobConfig, spark: SparkSession | None = None) -> JobResult:
         # The pointer was not moved; drop the half-written version so it cannot be mistaken.
         try:
             if current_version(root) != version:
-                storage_for(root).delete_prefix(version_uri(root, version))
+                delete_version(root, version, storage)
         except Exception:  # noqa: BLE001 - the original error matters more
             log.warning("could not remove the incomplete version %s", version)
         if isinstance(exc, (FeaturizeError, PointerMoved)):
@@ -92,6 +94,7 @@ def run_job(config: JobConfig, spark: SparkSession | None = None) -> JobResult:
             raise JobError(f"an executor refused the shipped weights: {mismatch}") from None
         raise
     finally:
+        lease.stop()
         try:
             drop_lease(root, version, storage)
         except Exception:  # noqa: BLE001 - a stale lease expires by itself (LEASE_STALE)

@@ -3,7 +3,7 @@
 Layout under a root URI (local folder or s3://bucket/prefix):
 
     CURRENT                         the current version's id; written last, after all else
-    leases/<version>.json           a job running now (removed when it ends), see prune_versions
+    leases/<version>.json           a job running now (renewed while it runs, removed when it ends)
     versions/<version>/manifest.json
     versions/<version>/<array>.npy  ARRAY_FILES below, each listed with its SHA-256 in the manifest
     versions/<version>/catalog.json class information served with answers
@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,8 +36,9 @@ MANIFEST = "manifest.json"
 CATALOG = "catalog.json"
 FEATURES_DIR = "features"
 LEASES = "leases"
-# A job's lease older than this is a killed job's: its folder may go, newer versions may be pruned.
-LEASE_STALE = timedelta(hours=24)
+# A lease not renewed for this long is a killed job's: its folder may go, newer versions may be
+# pruned. A running job renews its lease every LEASE_STALE / 3 (LeaseRenewer).
+LEASE_STALE = timedelta(minutes=5)
 # A version folder without a manifest and without a live lease, younger than this, is left alone
 # (a job whose lease could not be written); older, it is a killed job's leftover and removed.
 ORPHAN_GRACE = timedelta(hours=1)
@@ -270,11 +272,45 @@ def _lease_uri(root: str, version: str) -> str:
     return join(root, LEASES, f"{version}.json")
 
 
-def take_lease(root: str, version: str, storage: Storage | None = None) -> None:
-    """Mark `version` as a job running now: retention keeps it and every newer version."""
+def take_lease(root: str, version: str, storage: Storage | None = None, now: datetime | None = None) -> None:
+    """Mark `version` as a job running at `now`: for LEASE_STALE, retention keeps it and every
+    newer version. Taking it again renews it."""
     storage = storage or storage_for(root)
-    lease = {"version": version, "started_at": datetime.now(UTC).isoformat()}
+    lease = {"version": version, "renewed_at": (now or datetime.now(UTC)).isoformat()}
     storage.write_bytes(_lease_uri(root, version), json.dumps(lease).encode())
+
+
+class LeaseRenewer:
+    """Takes a job's lease and renews it every `interval` on a daemon thread while the job runs,
+    so that it expires within LEASE_STALE of the job's death. stop() ends the renewals; the
+    caller then drops the lease."""
+
+    def __init__(self, root: str, version: str, storage: Storage, interval: timedelta = LEASE_STALE / 3):
+        self.root, self.version, self.storage, self.interval = root, version, storage, interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{version}", daemon=True)
+
+    @property
+    def renewing(self) -> bool:
+        return self._thread.is_alive()
+
+    def renew(self, now: datetime | None = None) -> None:
+        take_lease(self.root, self.version, self.storage, now)
+
+    def start(self) -> None:
+        self.renew()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval.total_seconds()):
+            try:
+                self.renew()
+            except Exception as exc:  # noqa: BLE001 - the next renewal may get through
+                log.warning("could not renew the lease of %s: %s", self.version, exc)
 
 
 def drop_lease(root: str, version: str, storage: Storage | None = None) -> None:
@@ -283,7 +319,7 @@ def drop_lease(root: str, version: str, storage: Storage | None = None) -> None:
 
 
 def running_jobs(root: str, storage: Storage | None = None, now: datetime | None = None) -> list[str]:
-    """Versions whose job holds a live lease (started less than LEASE_STALE ago), oldest first."""
+    """Versions whose job holds a live lease (renewed less than LEASE_STALE ago), oldest first."""
     storage = storage or storage_for(root)
     now = now or datetime.now(UTC)
     try:
@@ -294,10 +330,10 @@ def running_jobs(root: str, storage: Storage | None = None, now: datetime | None
     for f in files:
         try:
             lease = json.loads(storage.read_bytes(f.uri))
-            started = datetime.fromisoformat(lease["started_at"])
+            renewed = datetime.fromisoformat(lease["renewed_at"])
         except Exception:  # noqa: BLE001 - a lease being written or removed right now
             continue
-        if now - started < LEASE_STALE and valid_version_id(str(lease.get("version", ""))):
+        if now - renewed < LEASE_STALE and valid_version_id(str(lease.get("version", ""))):
             running.append(lease["version"])
     return sorted(running)
 
@@ -404,6 +440,14 @@ def _catalog(version: str, data: bytes) -> dict:
     return catalog
 
 
+def delete_version(root: str, version: str, storage: Storage | None = None) -> None:
+    """Remove a version, its manifest first: a deletion killed halfway leaves a folder without a
+    manifest, which nothing takes for a version (and retention removes later)."""
+    storage = storage or storage_for(root)
+    storage.delete_prefix(join(version_uri(root, version), MANIFEST))
+    storage.delete_prefix(version_uri(root, version))
+
+
 def list_versions(root: str, storage: Storage | None = None) -> list[str]:
     """Versions that have a manifest, oldest first."""
     return sorted(_version_folders(root, storage or storage_for(root))[1])
@@ -433,7 +477,7 @@ def prune_versions(
             doomed.append(v)
     for v in doomed:
         try:
-            storage.delete_prefix(version_uri(root, v))
+            delete_version(root, v, storage)
             log.info("removed %s version %s", "old" if v in with_manifest else "incomplete", v)
             checkpoint("retention")
         except Exception as exc:  # noqa: BLE001 - a version left behind is not worth failing for

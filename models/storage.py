@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import socket
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -109,6 +111,35 @@ def _holder_dead(lock: Path) -> bool:
     return False
 
 
+def _abandoned(lock: Path) -> bool:
+    """The lock file was left by a killed writer: too old, or its holder no longer runs."""
+    return time.time() - lock.stat().st_mtime > LOCK_STALE_S or _holder_dead(lock)
+
+
+def _claim_abandoned(lock: Path) -> bool:
+    """Move an abandoned lock out of the way by renaming it to a unique name: of the waiters that
+    judged it abandoned, only one rename succeeds. The file moved is judged again, since a live
+    lock may have replaced the abandoned one meanwhile; such a lock is put back."""
+    claimed = lock.with_name(f"{lock.name}.{uuid.uuid4().hex}")
+    try:
+        os.rename(lock, claimed)
+    except FileNotFoundError:
+        return False  # another waiter claimed it first
+    if _abandoned(claimed):
+        claimed.unlink()
+        return True
+    os.rename(claimed, lock)
+    return False
+
+
+def _remove_temp_leftovers(path: Path) -> None:
+    """Delete write_bytes's temporary files of `path` (.<name>.XXXXXXXX) left by writers killed
+    before their rename; its lock files (.<name>.lock...) stay."""
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if not p.name.startswith(f".{path.name}.lock"):
+            p.unlink(missing_ok=True)
+
+
 class LocalStorage:
     def read_with_token(self, uri: str) -> tuple[bytes, str] | None:
         """The file and a token of its content (its SHA-256); None when it does not exist."""
@@ -121,7 +152,10 @@ class LocalStorage:
     def write_if_unchanged(self, uri: str, data: bytes, token: str | None) -> bool:
         """Write only if the file still has the content `token` names (None: still absent);
         under a lock file, so two writers cannot both pass the check. False: it changed."""
-        with self._locked(Path(local_path(uri))):
+        path = Path(local_path(uri))
+        with self._locked(path):
+            # Every conditional writer of this file holds the lock: no temp file of it is live now.
+            _remove_temp_leftovers(path)
             now = self.read_with_token(uri)
             if (now[1] if now else None) != token:
                 return False
@@ -142,8 +176,7 @@ class LocalStorage:
                 break
             except FileExistsError:
                 with contextlib.suppress(FileNotFoundError):
-                    if time.time() - lock.stat().st_mtime > LOCK_STALE_S or _holder_dead(lock):
-                        lock.unlink()  # a killed writer's
+                    if _abandoned(lock) and _claim_abandoned(lock):
                         continue
                 if time.monotonic() > deadline:
                     raise StorageError(f"{lock} is held for more than {_LOCK_WAIT_S:.0f} s") from None
@@ -326,8 +359,9 @@ class S3Storage:
         return sorted(out, key=lambda f: f.uri)
 
     def delete_prefix(self, uri: str) -> None:
-        bucket, _ = self._split(uri)
-        keys = [self._split(f.uri)[1] for f in self.list_files(uri)]
+        """The object named `uri` and every object under `uri`/, as rmtree or unlink does locally."""
+        bucket, key = self._split(uri)
+        keys = ([key] if key else []) + [self._split(f.uri)[1] for f in self.list_files(uri)]
         for start in range(0, len(keys), 1000):
             chunk = [{"Key": k} for k in keys[start : start + 1000]]
             self._call("delete", uri, self._client.delete_objects, Bucket=bucket, Delete={"Objects": chunk})

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.access import API_KEY_HEADER, ApiAccessMiddleware
 from service.admin import router as admin_router
+from service.answers import RecentAnswers
 from service.docs_policy import DocsPolicy
 from service.errors import install_error_handlers
 from service.feedback import router as feedback_router
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.holder = holder
     app.state.pipeline = pipeline
     app.state.reloader = reloader
+    app.state.answers = RecentAnswers(settings.feedback_max_answers, settings.feedback_window_s)
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(feedback_router)

@@ -15,6 +15,7 @@ from models.feedback import feedback_root, new_record, write_feedback
 from models.preprocess import open_image
 from models.storage import StorageError
 from service import schemas
+from service.answers import RecentAnswers
 from service.errors import ApiError
 from service.logging_setup import valid_request_id
 from service.routes import ACCESS, BINARY, ERRORS, KEYED, current_classifier
@@ -27,6 +28,14 @@ class FeedbackAccepted(BaseModel):
     photo_kept: bool = Field(
         description="true when the photo was stored (the user consented)", examples=[True]
     )
+
+
+def require_answered(answers: RecentAnswers, request_id: str) -> None:
+    """404 unless this service answered `request_id` within the feedback window."""
+    if request_id not in answers:
+        raise ApiError(
+            404, "unknown_request", "request_id: no recent answer of this service has this request id."
+        )
 
 
 def _photo_format(data: bytes, max_pixels: int) -> str:
@@ -42,6 +51,10 @@ def _photo_format(data: bytes, max_pixels: int) -> str:
     response_model=FeedbackAccepted,
     responses={
         400: ERRORS[400],
+        404: {
+            "model": schemas.ErrorResponse,
+            "description": "request_id names no answer of this service (or one older than FEEDBACK_WINDOW_S)",
+        },
         413: ERRORS[413],
         415: ERRORS[415],
         422: {
@@ -81,6 +94,7 @@ async def feedback(
         raise ApiError(422, "invalid_request", "Send exactly one of label (a known class) and new_fruit.")
     if label is not None and label not in c.bundle.catalog:
         raise ApiError(422, "unknown_label", "label: not a class of the model in service (see /v1/classes).")
+    require_answered(request.app.state.answers, request_id)
     data, photo_format = None, None
     if consent and photo is not None:
         data = await photo.read(settings.max_upload_bytes + 1)

@@ -1,9 +1,11 @@
-"""ASGI middleware that bounds request bodies: over the upload limit (413), or too slow to arrive (408)."""
+"""ASGI middleware that bounds what clients hold: request bodies over the upload limit (413) or too
+slow to arrive (408), and requests past the connection limit (503)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -85,6 +87,33 @@ class UploadLimitMiddleware:
             await refusal(scope, receive, send)
 
 
+class ConnectionLimitMiddleware:
+    """503 JSON `overloaded` (with Retry-After) for a request that comes while more than
+    `max_connections` connections are open, or `max_connections` requests are in progress.
+
+    uvicorn's own limit_concurrency does the same with a plain-text 503; only the server knows
+    its open connections, so `open_connections` reads them from it (service/__main__.py)."""
+
+    def __init__(self, app: ASGIApp, max_connections: int, open_connections: Callable[[], int]):
+        self.app = app
+        self.max_connections = max_connections
+        self.open_connections = open_connections
+        self.in_progress = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.open_connections() > self.max_connections or self.in_progress >= self.max_connections:
+            await _full(self.max_connections)(scope, receive, send)
+            return
+        self.in_progress += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_progress -= 1
+
+
 # The rest of a refused body is never read: the connection cannot be reused.
 _CLOSE = {"connection": "close"}
 
@@ -96,6 +125,11 @@ def _too_large(limit: int) -> Response:
 def _too_slow(timeout_s: float) -> Response:
     message = f"The request body did not arrive within {timeout_s:g} seconds."
     return error_response(408, "request_timeout", message, _CLOSE)
+
+
+def _full(max_connections: int) -> Response:
+    message = f"The service has more than {max_connections} connections open; retry shortly."
+    return error_response(503, "overloaded", message, {"Retry-After": "1", **_CLOSE})
 
 
 def _content_length(scope: Scope) -> int | None:

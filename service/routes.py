@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, Security, UploadFile
 from starlette.concurrency import run_in_threadpool
 
@@ -228,6 +229,7 @@ async def classify(
     settings = request.app.state.settings
     k = top_k or settings.default_top_k
     result = await request.app.state.pipeline.classify(c, data, k)
+    request.app.state.answers.add(correlation_id.get())  # feedback may now correct this answer
     fruits = k if group == "fruit" else None
     return classification_response(c, result, lang, settings.photo_attribution, fruits)
 

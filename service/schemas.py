@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     unsupported_media_type = "unsupported_media_type"
     invalid_request = "invalid_request"
     unknown_label = "unknown_label"
+    unknown_request = "unknown_request"
     unauthorized = "unauthorized"
     forbidden = "forbidden"
     not_found = "not_found"

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         256,
         ge=1,
-        description="open connections (and requests in progress) beyond which uvicorn answers 503",
+        description="open connections (and requests in progress) beyond which requests get 503 overloaded",
     )
     # Hot reload (service/reload.py): a new CURRENT version is loaded, checked, swapped in.
     reload_interval_s: float = Field(
@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     )
     feedback_uri: str | None = Field(
         None, description="where POST /v1/feedback writes (folder or s3://); default <ARTIFACTS_URI>/feedback"
+    )
+    feedback_window_s: float = Field(
+        86400.0, gt=0, description="how long after an answer POST /v1/feedback accepts its request id"
+    )
+    feedback_max_answers: int = Field(
+        100_000,
+        ge=1,
+        description="answers remembered for feedback, at most (~200 bytes each); the oldest are "
+        "forgotten first",
     )
     log_client_ip: bool = Field(False, description="write clients' IP addresses in the access log")
 

@@ -36,6 +36,16 @@ class S3Endpoint:
             "FRUITS_S3_TIMEOUT_S": "3",
         }
 
+    def bucket_for_this_process(self, monkeypatch, bucket: str):
+        """Points this process at the endpoint (its env set through `monkeypatch`), creates
+        `bucket` and returns the S3Storage that sees it."""
+        from models.storage import S3Storage
+
+        for key, value in self.env.items():
+            monkeypatch.setenv(key, value)
+        self.client().create_bucket(Bucket=bucket)
+        return S3Storage()
+
     def client(self):
         import boto3
         from botocore.config import Config

@@ -7,14 +7,20 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from models import storage as storage_module
 from models.bundle import (
+    LEASE_STALE,
     MANIFEST,
+    BundleError,
+    LeaseRenewer,
     PointerMoved,
     current_version,
     list_versions,
@@ -22,11 +28,13 @@ from models.bundle import (
     pointer_state,
     prune_versions,
     publish,
+    read_bundle,
+    running_jobs,
     take_lease,
     version_uri,
     write_version,
 )
-from models.storage import _holder_dead, join, storage_for
+from models.storage import LocalStorage, _holder_dead, join, storage_for
 from tests.jobs import start_job
 from tests.models.test_bundle import make_bundle
 from tests.support import TEST_IMAGE_SIZE, TEST_WEIGHTS
@@ -109,6 +117,74 @@ def test_a_publish_lock_left_by_a_killed_writer_is_taken_over_at_once(tmp_path):
     assert not _holder_dead(lock)
 
 
+def dead_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def test_of_two_waiters_that_judge_one_dead_lock_only_one_holds_it(tmp_path, monkeypatch):
+    # Both waiters judge the lock dead before either acts; A takes it, then B acts on its
+    # outdated judgement. The order is forced by a barrier and events (bounded waits), no sleeps.
+    path = tmp_path / "CURRENT"
+    (tmp_path / ".CURRENT.lock").write_text(f"{socket.gethostname()} {dead_pid()}\n")
+    both_judged = threading.Barrier(2, timeout=10)
+    a_holds, b_kept_out = threading.Event(), threading.Event()
+    looks = {"A": 0, "B": 0}
+    holders: list[str] = []
+    most_at_once: list[int] = []
+    real_holder_dead = storage_module._holder_dead
+
+    def judged(lock):
+        who = threading.current_thread().name
+        looks[who] += 1
+        verdict = real_holder_dead(lock)
+        if looks[who] == 1:
+            both_judged.wait()
+            if who == "B":
+                a_holds.wait(10)
+        elif who == "B" and looks[who] >= 3:  # B is back in its wait loop: kept out
+            b_kept_out.set()
+        return verdict
+
+    monkeypatch.setattr(storage_module, "_holder_dead", judged)
+
+    def waiter() -> None:
+        who = threading.current_thread().name
+        with LocalStorage._locked(path):
+            holders.append(who)
+            most_at_once.append(len(holders))
+            if who == "A":
+                a_holds.set()
+                b_kept_out.wait(10)
+            else:
+                b_kept_out.set()
+            holders.remove(who)
+
+    threads = [threading.Thread(target=waiter, name=name) for name in ("A", "B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert most_at_once == [1, 1]  # both got the lock, one after the other, never together
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no lock, no claimed copy left
+
+
+def test_a_pointer_temp_file_left_by_a_killed_rename_is_removed_by_the_next_publish(tmp_path):
+    root = str(tmp_path)
+    v1 = written(root)
+    publish(root, v1)
+    # A publish killed between writing the new pointer and its rename leaves write_bytes's temp file.
+    fd, leftover = tempfile.mkstemp(dir=tmp_path, prefix=".CURRENT.")
+    os.write(fd, b"20260101T000000Z-abcdef\n")
+    os.close(fd)
+    v2 = written(root)
+    publish(root, v2, expected=pointer_state(root))
+    assert current_version(root) == v2
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 def test_retention_spares_running_jobs_and_removes_a_killed_jobs_folder(tmp_path):
     root = str(tmp_path)
     now = datetime.now(UTC)
@@ -140,6 +216,64 @@ def test_retention_spares_running_jobs_and_removes_a_killed_jobs_folder(tmp_path
     # Once the running job's lease is stale (a day later), nothing protects v4 any more.
     prune_versions(root, keep_versions=1, keep=v5, now=now + timedelta(hours=25))
     assert list_versions(root) == [v5]
+
+
+class KilledInFolderDelete(LocalStorage):
+    """A recursive delete killed partway: one array file gone, the rest of the folder left."""
+
+    def delete_prefix(self, uri: str) -> None:
+        if Path(uri).is_dir():
+            (Path(uri) / "embeddings.npy").unlink()
+            raise OSError("killed")
+        super().delete_prefix(uri)
+
+
+def test_a_retention_killed_mid_deletion_leaves_no_version_that_looks_whole(tmp_path):
+    root = str(tmp_path)
+    now = datetime.now(UTC)
+    old, new = written(root, now - timedelta(hours=3)), written(root, now - timedelta(hours=2))
+    publish(root, new)
+    prune_versions(root, keep_versions=1, keep=new, storage=KilledInFolderDelete(), now=now)
+    # The manifest went first: what is left is an incomplete folder, not a listed version.
+    assert (tmp_path / "versions" / old).is_dir()
+    assert list_versions(root) == [new]
+    with pytest.raises(BundleError):
+        read_bundle(root, old)
+    # The next retention removes it (an incomplete folder older than ORPHAN_GRACE).
+    prune_versions(root, keep_versions=1, keep=new, now=now)
+    assert not (tmp_path / "versions" / old).exists()
+
+
+def test_a_killed_jobs_lease_stops_protecting_within_minutes_while_renewals_keep_it(tmp_path):
+    root = str(tmp_path)
+    now = datetime.now(UTC)
+    v1 = written(root, now - timedelta(hours=3))
+    job = new_version_id(now - timedelta(hours=2))  # the running job, holding the lease
+    v3, v4 = written(root, now - timedelta(hours=1)), written(root, now)
+    publish(root, v4)
+    lease = LeaseRenewer(root, job, storage_for(root))
+    assert lease.interval == LEASE_STALE / 3
+    lease.renew(now)
+    renewed = now + lease.interval
+    lease.renew(renewed)  # the renewer's step, called directly: no thread, no waiting
+    # Renewed, the lease outlives its first TTL: v3 (newer than the job) is kept.
+    prune_versions(root, keep_versions=1, keep=v4, now=renewed + LEASE_STALE - timedelta(seconds=1))
+    assert running_jobs(root, now=now + LEASE_STALE + timedelta(seconds=1)) == [job]
+    assert list_versions(root) == [v3, v4] and v1 not in list_versions(root)
+    # Then the job is killed: no renewal comes, and one TTL later v3 is no longer protected.
+    prune_versions(root, keep_versions=1, keep=v4, now=renewed + LEASE_STALE + timedelta(seconds=1))
+    assert list_versions(root) == [v4]
+    assert timedelta(minutes=10) >= LEASE_STALE  # minutes after a kill, not a day
+
+
+def test_the_lease_renewer_takes_the_lease_and_stops_when_told(tmp_path):
+    root = str(tmp_path)
+    job = new_version_id()
+    lease = LeaseRenewer(root, job, storage_for(root), interval=timedelta(hours=1))
+    lease.start()
+    assert running_jobs(root) == [job]
+    lease.stop()  # wakes the thread from its wait and joins it: no sleep in this test
+    assert not lease.renewing
 
 
 @pytest.mark.slow

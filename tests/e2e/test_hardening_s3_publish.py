@@ -6,17 +6,13 @@ from __future__ import annotations
 import pytest
 
 from models.bundle import PointerMoved, current_version, new_version_id, pointer_state, publish, write_version
-from models.storage import S3Storage
 from tests.models.test_bundle import make_bundle
 
 BUCKET = "conditional-publish"
 
 
 def test_s3_publish_refuses_a_moved_pointer(s3, monkeypatch):
-    for key, value in s3.env.items():
-        monkeypatch.setenv(key, value)
-    s3.client().create_bucket(Bucket=BUCKET)
-    storage = S3Storage()
+    storage = s3.bucket_for_this_process(monkeypatch, BUCKET)
     root = f"s3://{BUCKET}/bundles"
 
     def written() -> str:

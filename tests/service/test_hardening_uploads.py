@@ -5,6 +5,7 @@ get 503, and the service keeps answering everyone else."""
 from __future__ import annotations
 
 import contextlib
+import json
 import selectors
 import socket
 import threading
@@ -169,6 +170,15 @@ class SlowClients:
                         sock.send(b"\xab")
         selector.close()
 
+    def read_to_close(self, i: int) -> bytes:
+        """The whole answer on socket `i`, which the server closes after it (bounded by the
+        socket's 5 s timeout)."""
+        reply = self.replies[i]
+        with contextlib.suppress(OSError):
+            while chunk := self.socks[i].recv(4096):
+                reply += chunk
+        return reply
+
     def close(self) -> None:
         for sock in self.socks:
             sock.close()
@@ -194,12 +204,12 @@ def test_slow_bodies_get_408_while_the_service_keeps_answering(guarded_service):
 
 
 def test_connections_past_the_limit_get_503(guarded_service):
-    # uvicorn answers 503 (and closes) each request that arrives while MAX_CONNECTIONS are
-    # open; those answers come at once, the slow bodies that got in wait for their 408.
-    # uvicorn counts the connections it has accepted when it reads a request's headers, so the
+    # A request that arrives while more than MAX_CONNECTIONS are open gets 503 overloaded (JSON,
+    # Retry-After, then closed) at once; the slow bodies that got in wait for their 408.
+    # The connections accepted are counted when a request's headers are read, so the
     # order is made deterministic: SLOW_CLIENTS (under the limit) first; a probe on a new
     # connection, answered only after the server has read every earlier socket's headers (they
-    # were in its buffers first); then the rest, of which at least the last 11 find it full.
+    # were in its buffers first); then the rest, of which at least the last 10 find it full.
     # Opened all at once, a busy server could accept all 120 before reading any: all 503.
     url, _ = guarded_service
     slow = SlowClients(url, SLOW_CLIENTS)
@@ -207,6 +217,7 @@ def test_connections_past_the_limit_get_503(guarded_service):
         assert httpx.get(f"{url}/healthz", timeout=30).status_code == 200
         slow.open(MAX_CONNECTIONS + 10 - SLOW_CLIENTS)
         slow.trickle_until_answered(limit_s=BODY_TIMEOUT_S + 20)
+        refusals = [slow.read_to_close(i) for i in slow.order if slow.replies[i].startswith(b"HTTP/1.1 503")]
     finally:
         slow.close()
     statuses = [slow.replies.get(i, b"<no answer>")[:12] for i in slow.order]
@@ -215,5 +226,9 @@ def test_connections_past_the_limit_get_503(guarded_service):
     refused = statuses.count(b"HTTP/1.1 503")
     assert refused >= 10
     assert statuses[:refused] == [b"HTTP/1.1 503"] * refused  # refused first, then timed out
+    for reply in refusals:  # our error shape, not uvicorn's plain text
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert b"\r\nretry-after: 1\r\n" in head.lower() + b"\r\n", head
+        assert json.loads(body)["error"]["code"] == "overloaded", body
     # The slow ones were cut off: room again.
     assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
