@@ -10,7 +10,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL := 2
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help install test lint format demo bench bench-refresh bench-service bench-fit compare robustness image-test clean
+.PHONY: help install test lint format demo bench bench-refresh bench-service bench-fit bench-search compare robustness image-test clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -56,6 +56,12 @@ bench-service: install ## load the real service (uvicorn) at concurrency 1 and 1
 
 bench-fit: install ## scaler+PCA fit at 6k/30k/90k x 2048 rows: seconds, peak driver memory, vs Spark ML
 	$(PY) -m benchmarks.fit --data $(SHARED)
+
+# The bundle whose real rows bench-search grows to 100k and 1M (a job's output; `make demo` writes this one).
+BUNDLE ?= $(wildcard build/demo-artifacts)
+
+bench-search: install ## exact vs indexed search at 100k/1M rows grown from BUNDLE's rows: latency, recall, RSS
+	$(PY) -m benchmarks.search --data $(SHARED) $(if $(BUNDLE),--bundle $(BUNDLE))
 
 compare: install ## pixels:20 vs resnet50 (fp32, bf16) on ../shared/data (Training -> Test) -> docs/compare.md
 	$(PY) -m benchmarks.compare --data $(SHARED) --markdown docs/compare.md
