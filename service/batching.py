@@ -46,6 +46,7 @@ class MicroBatcher(Generic[Item, Result]):
         max_queue: int,
         on_batch: Callable[[int, float], None] | None = None,
         coming: Callable[[], int] | None = None,
+        thread_name: str = "model",
     ):
         if max_batch < 1 or max_queue < 1 or max_wait_s < 0:
             raise ValueError("max_batch and max_queue must be >= 1, max_wait_s >= 0")
@@ -53,6 +54,7 @@ class MicroBatcher(Generic[Item, Result]):
         self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_s, max_queue
         self._on_batch = on_batch
         self._coming = coming
+        self._thread_name = thread_name
         self._queue: asyncio.Queue[_Pending[Item]] | None = None
         self._worker: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -64,7 +66,7 @@ class MicroBatcher(Generic[Item, Result]):
 
     async def start(self) -> None:
         self._queue = asyncio.Queue(maxsize=self.max_queue)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._thread_name)
         self._worker = asyncio.create_task(self._serve(), name="micro-batcher")
 
     async def stop(self) -> None:
