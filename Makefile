@@ -10,7 +10,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL := 2
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: help install test lint format demo bench bench-refresh bench-service bench-fit bench-search compare robustness image-test clean
+.PHONY: help install test lint format demo bench bench-refresh bench-service bench-fit bench-search bench-scale bench-stages compare robustness image-test clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,8 +51,9 @@ bench: install ## featurizer vs Spark featurize stage, fp32 and bf16 (uses ../sh
 bench-refresh: install ## full job run vs --incremental refresh with 5% new photos (uses ../shared/data)
 	$(PY) -m benchmarks.refresh --data $(SHARED)
 
+# SERVICE_BUNDLE=DIR serves an existing bundle instead of building one.
 bench-service: install ## load the real service (uvicorn) at concurrency 1 and 16 vs the bare featurizer
-	$(PY) -m benchmarks.service_load --data $(SHARED)
+	$(PY) -m benchmarks.service_load --data $(SHARED) $(if $(SERVICE_BUNDLE),--bundle $(SERVICE_BUNDLE))
 
 bench-fit: install ## scaler+PCA fit at 6k/30k/90k x 2048 rows: seconds, peak driver memory, vs Spark ML
 	$(PY) -m benchmarks.fit --data $(SHARED)
@@ -62,6 +63,13 @@ BUNDLE ?= $(wildcard build/demo-artifacts)
 
 bench-search: install ## exact vs indexed search at 100k/1M rows grown from BUNDLE's rows: latency, recall, RSS
 	$(PY) -m benchmarks.search --data $(SHARED) $(if $(BUNDLE),--bundle $(BUNDLE))
+
+# bench-scale: SCALE_ARGS="--photos 3000" for a shorter run, "--data DIR" for other photos.
+bench-scale: install ## default job end to end on 67,692 photos (jittered copies of SHARED) vs the bare model's floor
+	$(PY) -m benchmarks.scale --data $(SHARED) $(SCALE_ARGS)
+
+bench-stages: install ## ms per photo: decode, framing, a view, each model in fp32/bf16, the projection
+	$(PY) -m benchmarks.stages --data $(SHARED)
 
 compare: install ## pixels:20 vs resnet50 (fp32, bf16) on ../shared/data (Training -> Test) -> docs/compare.md
 	$(PY) -m benchmarks.compare --data $(SHARED) --markdown docs/compare.md

@@ -11,6 +11,7 @@ from batch.config import (
     DEFAULT_AUGMENT_VIEWS,
     DEFAULT_VARIANCE,
     MAX_COMPONENTS,
+    SEARCH_CHOICES,
     SPREAD_CEILING_RANK,
     WITHIN_CLASS_SHRINK,
     JobConfig,
@@ -18,6 +19,7 @@ from batch.config import (
 from models.augment import AugmentSpec
 from models.faults import fault_settings
 from models.featurizer import DEFAULT_BATCH_SIZE, PRECISIONS, FeaturizerSpec
+from models.search import INDEX_MIN_ROWS
 
 if TYPE_CHECKING:  # batch.job imports Spark: only once the arguments are known good
     from batch.job import JobResult
@@ -48,10 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="fp32",
-        help="the model's arithmetic: fp32 (Keras), or bf16 (the same model run by OpenVINO in "
-        "bfloat16; about 0.5%% feature "
-        "difference; a CPU without bfloat16 runs fp32 and says so). The service runs the bundle's.",
+        default=None,
+        help="the model's arithmetic: bf16 (the default where the CPU has bfloat16 instructions: "
+        "the same model run by OpenVINO, about 0.5%% feature difference) or fp32 (Keras; the "
+        "fallback, logged in one line). The service runs the bundle's.",
     )
     p.add_argument("--image-size", type=int, default=None, help="model input side (default 224)")
     p.add_argument(
@@ -128,9 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--augment-seed", type=int, default=0, help="seed of the augmented views")
     p.add_argument(
+        "--index",
+        choices=SEARCH_CHOICES,
+        default="exact",
+        help=f"the service's search over the reference rows: exact (every row, the default), ivf (a "
+        f"faiss index in the bundle), auto = ivf from {INDEX_MIN_ROWS:,} rows on",
+    )
+    p.add_argument(
         "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting (repeatable)"
     )
     return p
+
+
+# Options whose JobConfig field has the option's own name.
+SAME_NAMES = (
+    "components", "variance", "within_class_shrink", "master", "batch_size",
+    "images_per_partition", "tf_threads", "keep_versions", "incremental",
+)  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> JobConfig:
@@ -144,20 +160,13 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         input_uri=args.input,
         output_uri=args.output,
         spec=FeaturizerSpec.parse(args.featurizer, args.weights, args.image_size, args.precision),
-        components=args.components,
-        variance=args.variance,
         spread_ceiling_rank=args.spread_ceiling,
-        within_class_shrink=args.within_class_shrink,
-        master=args.master,
         catalog_uri=args.catalog,
         feedback_uri=args.feedback,
         real_photos_uri=args.real_photos,
-        batch_size=args.batch_size,
-        images_per_partition=args.images_per_partition,
-        tf_threads=args.tf_threads,
-        keep_versions=args.keep_versions,
-        incremental=args.incremental,
+        **{name: getattr(args, name) for name in SAME_NAMES},
         augment=AugmentSpec(views=args.augment, seed=args.augment_seed),
+        search_index=args.index,
         spark_conf=conf,
     )
 

@@ -16,22 +16,20 @@ DEFAULT_VARIANCE = 0.93
 # ...but never more than this many: bounds the bundle (N x K floats) and per-request search cost.
 MAX_COMPONENTS = 256
 # Components whose variance exceeds the SPREAD_CEILING_RANK-th's are shrunk to it in the
-# embedding (batch.fit.component_weights). With random weights the first component holds half
-# the variance and is the photo's overall activation, which contrast moves; shrunk with the next
-# two to the fourth's spread, and K raised from 29 (90%) to 71 (93%), the full Test split went
-# from 90.85 to 92.2% top-1 and the contrast row of docs/robustness.md from 62 to 72% (README,
-# "Distances").
+# embedding (batch.fit.component_weights), so that no single direction (overall activation,
+# which contrast moves) dominates the distances (docs/decisions.md).
 SPREAD_CEILING_RANK = 4
-# The search then measures distances under the training photos' within-class metric
-# (batch.fit.within_class_metric): a direction along which photos of one fruit spread as much
-# as the median direction counts 1/sqrt(1 + WITHIN_CLASS_SHRINK) as much. Measured on saved
-# embeddings of bundle c6f0e9 (500 robustness photos a row, and 500 others): 1, 3 and 10 all
-# gave the full Test split 93.15-93.30% (91.65% without) and contrast x0.6-1.4 92.0-92.8%
-# (90.4%); 3 sits in the middle (README, robustness section).
+# Distances are measured under the training photos' within-class metric: a direction along
+# which photos of one fruit spread as much as the median direction counts 1/sqrt(1 + this) as
+# much (batch.fit.within_class_metric); 1, 3 and 10 scored alike, 3 is the middle.
 WITHIN_CLASS_SHRINK = 3.0
-# Augmented views per training photo in the reference set (docs/robustness.md: without views,
-# brightness and contrast rows lose 5-50 points); each view costs one more featurize pass.
-DEFAULT_AUGMENT_VIEWS = 2
+# Augmented views per training photo in the reference set; each costs one more featurize pass.
+# With Lite0's ImageNet weights one view gained the real-photo dev set 2-6 points and a second
+# lost 0.5-2 (docs/decisions.md, 2026-12-02).
+DEFAULT_AUGMENT_VIEWS = 1
+# The reference rows' search (models/search.py). Exact by default: with an index, classify
+# still measures most classes exactly at 1M rows (docs/decisions.md); auto = ivf from INDEX_MIN_ROWS.
+SEARCH_CHOICES = ("auto", "exact", "ivf")
 
 
 class SparkSettings(BaseSettings):
@@ -73,6 +71,7 @@ class JobConfig:
     progress_interval_s: float = 5.0  # seconds between console progress lines
     incremental: bool = False  # reuse the current version's features of unchanged photos
     augment: AugmentSpec = field(default_factory=lambda: AugmentSpec(views=DEFAULT_AUGMENT_VIEWS))
+    search_index: str = "exact"  # one of SEARCH_CHOICES
     spark_conf: dict[str, str] = field(default_factory=dict)
     spark_settings: SparkSettings = field(default_factory=SparkSettings)
 
@@ -87,5 +86,7 @@ class JobConfig:
             raise ValueError("--within-class-shrink must be >= 0")
         if self.keep_versions < 1:
             raise ValueError("--keep-versions must be >= 1: the new version is always kept")
+        if self.search_index not in SEARCH_CHOICES:
+            raise ValueError(f"--index must be one of {', '.join(SEARCH_CHOICES)}, got {self.search_index!r}")
         if self.batch_size < 1 or self.images_per_partition < 1:
             raise ValueError("batch size and images per partition must be >= 1")

@@ -25,10 +25,9 @@ from models.storage import join, storage_for
 log = logging.getLogger("batch")
 
 PREVIOUS_SCHEMA = "uri string, label string, etag string, sha256 string, view int, features array<float>"
-# A photo's features are reused when its URI and the SHA-256 of its bytes are both unchanged:
-# the hash the featurize step records. Not the ETag: locally that is mtime+size, which a file
-# rewritten with the same size and a preserved mtime keeps (and a multipart S3 ETag is no
-# content hash either). Hashing reads every photo once more, a small cost next to the model.
+# A photo's features are reused when its URI and the SHA-256 of its bytes are both unchanged.
+# Not the ETag: locally it is mtime+size (a rewrite can keep both), and a multipart S3 ETag is
+# no content hash either.
 REUSE_KEY = ["uri", "sha256"]
 
 

@@ -22,7 +22,7 @@ from batch.progress import StageClock, StageProgress
 from batch.report import run_report
 from batch.session import spark_session, threads_per_task
 from batch.weights import ShippedWeights, ship_weights
-from batch.write import project_and_write
+from batch.write import exact_search, index_rows, project_and_write, wants_index
 from models.bundle import (
     ArtifactBundle,
     LeaseRenewer,
@@ -161,6 +161,10 @@ def _run(
         catalog_overrides=overrides,
     )
     bundle = assemble_bundle(config, outputs)
+    if wants_index(config.search_index, len(bundle.embeddings)):
+        clock.run("index", len(bundle.embeddings), lambda: index_rows(bundle, config.search_index))
+    else:
+        bundle.manifest.search = exact_search(config.search_index)
     # Before the manifest is written, so the manifest can point at it; removed with the version.
     bundle.manifest.report = run_report(config.output_uri, bundle)
     # The pointer moves last, after a full read-back check of the version.

@@ -38,9 +38,8 @@ def needs_shipping(spec: FeaturizerSpec) -> bool:
     return spec.is_network and not spec.random_weights
 
 
-# Spark serves an added file from its driver path to every executor that starts while the
-# SparkContext lives (a replaced or newly allocated one fetches it then, in any later job), so
-# the driver's copies are removed when this process exits, not when a job ends. The names are
+# Spark serves an added file to every executor that starts while the SparkContext lives, so the
+# driver's copies are removed when this process exits, not when a job ends. The names are
 # content-addressed: another job with the same weights reuses the same file.
 _FOLDERS: set[str] = set()
 

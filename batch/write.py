@@ -1,4 +1,4 @@
-"""Writes the features as Parquet and projects them, in one pass on the executors."""
+"""Writes the features as Parquet and projects them, in one pass on the executors; indexes the rows."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from pyspark import TaskContext
 from pyspark.sql import DataFrame
 
 from batch.fit import Projection
-from models.bundle import FEATURES_DIR, version_uri
+from models.bundle import FEATURES_DIR, SEARCH_INDEX, ArtifactBundle, version_uri
 from models.faults import checkpoint
+from models.manifest import Search
 from models.scoring import project
+from models.search import INDEX_MIN_ROWS, IndexedSearch
 from models.storage import join, storage_for
 
 OUTPUT_SCHEMA = "uri string, label string, view int, embedding array<float>, file string"
@@ -71,3 +73,31 @@ def project_and_write(
     rows = cols.mapInPandas(fn, schema=OUTPUT_SCHEMA).toPandas()
     files = sorted(set(rows.pop("file")))
     return rows.sort_values(["uri", "view"], kind="stable").reset_index(drop=True), files
+
+
+def wants_index(choice: str, rows: int) -> bool:
+    """Whether the job's --index (batch.config.SEARCH_CHOICES) builds an index over `rows` rows."""
+    return choice == "ivf" or (choice == "auto" and rows >= INDEX_MIN_ROWS)
+
+
+def index_rows(bundle: ArtifactBundle, choice: str, seed: int = 0) -> None:
+    """Build the search index over the bundle's reference rows (the embeddings the service
+    searches) on the driver, and record it in the manifest; write_version stores it."""
+    index = IndexedSearch.build(bundle.embeddings, seed=seed)
+    info = index.info
+    bundle.search_index = index
+    bundle.manifest.search = Search(
+        kind=info.kind,
+        chosen_by=choice,
+        min_rows=INDEX_MIN_ROWS,
+        file=SEARCH_INDEX,
+        lists=info.lists,
+        nprobe=info.nprobe,
+        seed=info.seed,
+        faiss_version=info.faiss_version,
+    )
+
+
+def exact_search(choice: str) -> Search:
+    """The manifest's record of a bundle searched exactly."""
+    return Search(kind="exact", chosen_by=choice, min_rows=INDEX_MIN_ROWS)

@@ -7,6 +7,8 @@ Layout under a root URI (local folder or s3://bucket/prefix):
     versions/<version>/manifest.json
     versions/<version>/<array>.npy  ARRAY_FILES below, each listed with its SHA-256 in the manifest
     versions/<version>/catalog.json class information served with answers
+    versions/<version>/search_index.bin  the rows' search index, when manifest search.kind is not
+                                    exact (models/search.py; its SHA-256 in the manifest too)
     versions/<version>/features/    full 2048-d features as Parquet (written by the job)
 """
 
@@ -29,12 +31,14 @@ from pydantic import ValidationError
 from models.catalog import validate_entries
 from models.faults import checkpoint
 from models.manifest import FileEntry, Manifest
+from models.search import IndexedSearch, SearchIndexError
 from models.storage import Storage, StorageUnavailable, is_local, join, local_path, storage_for
 
 POINTER = "CURRENT"
 MANIFEST = "manifest.json"
 CATALOG = "catalog.json"
 FEATURES_DIR = "features"
+SEARCH_INDEX = "search_index.bin"
 LEASES = "leases"
 # A lease not renewed for this long is a killed job's: its folder may go, newer versions may be
 # pruned. A running job renews its lease every LEASE_STALE / 3 (LeaseRenewer).
@@ -43,14 +47,8 @@ LEASE_STALE = timedelta(minutes=5)
 # (a job whose lease could not be written); older, it is a killed job's leftover and removed.
 ORPHAN_GRACE = timedelta(hours=1)
 _ID_TIME = "%Y%m%dT%H%M%SZ"
-# 2: object-centred preprocessing, augmented views (the `views` array), calibrated scores.
-# 3: the manifest is typed (models/manifest.py): no free-form fields.
-# 4: pca_components carry each component's weight (manifest pca.component_weights), and
-#    plain_thresholds bound the plain PCA distance.
-# 5: the embeddings are measured under the training photos' within-class metric (folded into
-#    pca_components; manifest pca.within_class_shrink), and plain_map takes them back to plain
-#    PCA coordinates.
-# 6: the fruit probe (probe_fruits, probe_coef, probe_intercept; models/probe.py).
+# What each format added: docs/job.md ("Bundle formats"). An optional search index came later
+# without a new format: a format-6 bundle without one loads and searches exactly.
 FORMAT_VERSION = 6
 
 # name -> (description, dtype kind): the arrays every bundle carries.
@@ -144,6 +142,8 @@ class ArtifactBundle:
     probe_coef: np.ndarray
     probe_intercept: np.ndarray
     catalog: dict = field(default_factory=dict)
+    # The rows' index when manifest.search.kind is not "exact" (None: every row is measured).
+    search_index: IndexedSearch | None = None
 
     @property
     def version(self) -> str:
@@ -192,10 +192,25 @@ class ArtifactBundle:
             (self.manifest.feature_dim == d, "manifest feature_dim disagrees"),
             (self.manifest.counts.rows == n, "manifest counts.rows disagrees"),
             (set(self.catalog) >= set(self.classes.tolist()), "catalog lacks a class"),
+            *self._search_checks(n, k),
         ]
         for ok, message in checks:
             if not ok:
                 raise BundleError(f"bundle {self.version}: {message}")
+
+    def _search_checks(self, n: int, k: int) -> list[tuple[bool, str]]:
+        spec, index = self.manifest.search, self.search_index
+        if index is None:
+            return [(spec.kind == "exact", f"manifest search.kind is {spec.kind} but there is no index")]
+        info = index.info
+        return [
+            (spec.kind == info.kind, f"manifest search.kind {spec.kind} is not the index's {info.kind}"),
+            ((info.rows, info.dim) == (n, k), f"the search index must cover ({n}, {k}) rows"),
+            (
+                (spec.lists, spec.nprobe, spec.seed) == (info.lists, info.nprobe, info.seed),
+                "manifest search parameters disagree with the index's",
+            ),
+        ]
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -223,6 +238,12 @@ def write_version(root: str, bundle: ArtifactBundle, storage: Storage | None = N
     storage.write_bytes(join(vdir, CATALOG), catalog)
     files[CATALOG] = FileEntry(sha256=_sha256(catalog), bytes=len(catalog))
     checkpoint(f"wrote:{CATALOG}")
+    if bundle.search_index is not None:
+        data = bundle.search_index.to_bytes()
+        storage.write_bytes(join(vdir, SEARCH_INDEX), data)
+        files[SEARCH_INDEX] = FileEntry(sha256=_sha256(data), bytes=len(data))
+        del data
+        checkpoint(f"wrote:{SEARCH_INDEX}")
     bundle.manifest.files = files
     bundle.manifest.format_version = FORMAT_VERSION
     storage.write_bytes(join(vdir, MANIFEST), bundle.manifest.model_dump_json(indent=2).encode())
@@ -395,22 +416,42 @@ def read_bundle(root: str, version: str | None = None, *, storage: Storage | Non
     files = manifest.files
     loaded: dict[str, object] = {}
     for fname in [f"{n}.npy" for n in ARRAY_FILES] + [CATALOG]:
-        meta = files.get(fname)
-        if meta is None:
+        if files.get(fname) is None:
             raise BundleError(f"version {version}: manifest does not list {fname}")
-        try:
-            data = storage.read_bytes(join(vdir, fname))
-        except Exception as exc:
-            raise _read_failure(version, fname, exc) from None
-        if _sha256(data) != meta.sha256:
-            raise BundleError(f"version {version}: checksum mismatch in {fname}")
+        data = _read_listed(storage, vdir, manifest, fname)
         if fname == CATALOG:
             loaded["catalog"] = _catalog(version, data)
         else:
             loaded[fname[:-4]] = np.load(io.BytesIO(data), allow_pickle=False)
+    if manifest.search.kind != "exact":
+        loaded["search_index"] = _search_index(storage, vdir, manifest)
     bundle = ArtifactBundle(manifest=manifest, **loaded)  # type: ignore[arg-type]
     bundle.validate()
     return bundle
+
+
+def _read_listed(storage: Storage, vdir: str, manifest: Manifest, fname: str) -> bytes:
+    """A file the manifest lists, its bytes checked against the listed SHA-256."""
+    try:
+        data = storage.read_bytes(join(vdir, fname))
+    except Exception as exc:
+        raise _read_failure(manifest.version, fname, exc) from None
+    if _sha256(data) != manifest.files[fname].sha256:
+        raise BundleError(f"version {manifest.version}: checksum mismatch in {fname}")
+    return data
+
+
+def _search_index(storage: Storage, vdir: str, manifest: Manifest) -> IndexedSearch:
+    """The version's search index, its bytes checked against the manifest and then its own header."""
+    version, meta = manifest.version, manifest.files.get(SEARCH_INDEX)
+    if meta is None or manifest.search.file != SEARCH_INDEX:
+        kind = manifest.search.kind
+        raise BundleError(f"version {version}: manifest search is {kind} but lists no {SEARCH_INDEX}")
+    data = _read_listed(storage, vdir, manifest, SEARCH_INDEX)
+    try:
+        return IndexedSearch.from_bytes(data)
+    except SearchIndexError as exc:
+        raise BundleError(f"version {version}: unusable {SEARCH_INDEX} ({exc})") from None
 
 
 def _version_folders(root: str, storage: Storage) -> tuple[set[str], set[str]]:

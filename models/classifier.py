@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -27,6 +29,16 @@ from models.scoring import (
     scores_from_distances,
     view_scale,
 )
+from models.search import class_distances_from_neighbours
+
+# Neighbours asked of the index per photo: the nearest classes come out of them, the classes
+# shown are then measured over all their own rows.
+INDEX_NEIGHBOURS = 256
+# Rows projected at a time when the plain coordinates are made in float32 (bounds the float64 block).
+_PLAIN_BLOCK = 65536
+# A class this many temperatures farther than the nearest has softmax weight under 1e-6 of it:
+# left at its bound (a 1e-9 cut measured three times as many classes on 100k grown rows).
+_NEGLIGIBLE_LOGIT = float(np.log(1e6))
 
 
 def photo_id(source: str) -> str:
@@ -105,12 +117,16 @@ class Classifier:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         n_examples: int = 3,
+        neighbours: int = INDEX_NEIGHBOURS,
     ):
         check_compatible(bundle.manifest, featurizer)
         self.bundle = bundle
         self.featurizer = featurizer
         self.max_pixels = max_pixels
         self.n_examples = n_examples
+        if neighbours < 1:
+            raise ValueError(f"neighbours must be >= 1, got {neighbours}")
+        self.neighbours = neighbours
         self._classes = bundle.classes.tolist()
         self._members = class_members(bundle.label_idx, len(self._classes))
         self._fruit_of = [localize(c, bundle.catalog.get(c), "en").fruit for c in self._classes]
@@ -127,25 +143,44 @@ class Classifier:
         calibration = bundle.manifest.calibration
         self._temperature = calibration.temperature
         self._row_scale = view_scale(bundle.views, calibration.view_distance_factor)
-        # The reference rows as the search reads them, made once (float64, with their squared norms).
-        self._rows = np.asarray(bundle.embeddings, dtype=np.float64)
-        self._rows_squared = (self._rows * self._rows).sum(1)
-        # ...and in plain PCA coordinates. The weighted ones rank the classes (light and contrast
-        # do not outweigh the rest); whether the photo is one of them at all is also asked in
-        # plain coordinates, where a text page's overall activation, unlike any fruit's, counts.
+        self._label_idx = bundle.label_idx
         self._plain_map = np.asarray(bundle.plain_map, dtype=np.float64)
-        self._plain_rows = plain_coordinates(self._rows, self._plain_map)
-        self._plain_rows_squared = (self._plain_rows * self._plain_rows).sum(1)
-        # Where the model puts photos of a bare backdrop (white as in Fruits-360, black, ...): a
-        # photo nearer to one of them than to every class shows no fruit (a blank page, text on
-        # paper, a covered lens), however wide a class's threshold. Derived from the model
-        # alone, so the bundle needs no field for it.
+        # With an index (loaded and checked with the bundle) a request measures only the rows of
+        # the classes it shows, so the rows stay float32; exact search measures every row per
+        # request, from float64 copies made once with their squared norms.
+        self._index = bundle.search_index
+        # The plain PCA coordinates: the weighted ones rank the classes (light and contrast do
+        # not outweigh the rest); whether the photo is one of them at all is also asked in
+        # plain coordinates, where a text page's overall activation, unlike any fruit's, counts.
+        self._rows_squared: np.ndarray | None
+        self._plain_rows_squared: np.ndarray | None
+        if self._index is None:
+            self._rows = np.asarray(bundle.embeddings, dtype=np.float64)
+            self._rows_squared = (self._rows * self._rows).sum(1)
+            self._plain_rows = plain_coordinates(self._rows, self._plain_map)
+            self._plain_rows_squared = (self._plain_rows * self._plain_rows).sum(1)
+        else:
+            self._rows = np.asarray(bundle.embeddings, dtype=np.float32)
+            self._rows_squared = None
+            self._plain_rows = np.empty_like(self._rows)
+            for start in range(0, len(self._rows), _PLAIN_BLOCK):
+                block = self._rows[start : start + _PLAIN_BLOCK]
+                self._plain_rows[start : start + _PLAIN_BLOCK] = plain_coordinates(block, self._plain_map)
+            self._plain_rows_squared = None
+        # Where the model puts photos of a bare backdrop (white, black, ...): a photo nearer to
+        # one of them than to every class shows no fruit (a blank page, a covered lens). Derived
+        # from the model alone, so the bundle needs no field for it.
         self.empty_scenes = self.project(self.featurize(empty_scene_inputs(featurizer.spec.image_size)))
         self._plain_empty_scenes = plain_coordinates(self.empty_scenes, self._plain_map)
 
     @property
     def version(self) -> str:
         return self.bundle.version
+
+    @property
+    def search_kind(self) -> str:
+        """How the reference rows are searched: exact, or the index's kind."""
+        return "exact" if self._index is None else self._index.info.kind
 
     @property
     def random_weights(self) -> bool:
@@ -197,16 +232,22 @@ class Classifier:
 
     def classify(self, embeddings: np.ndarray, top_k: int) -> list[Classification]:
         """Embeddings (n, K) -> one answer each: ranked classes, scores, known, examples."""
-        d = pairwise_distances(embeddings, self._rows, self._rows_squared) * self._row_scale[None, :]
-        dist, _ = min_per_class(d, self._members)
-        scores, fruit_p = self.class_scores(embeddings, dist)
         top_k = min(top_k, len(self._classes))
+        if self._index is None:
+            d = pairwise_distances(embeddings, self._rows, self._rows_squared) * self._row_scale[None, :]
+            dist, _ = min_per_class(d, self._members)
+            measured: list[Callable[[int], np.ndarray]] = [
+                lambda c, row=row: row[self._members[c]] for row in d
+            ]
+        else:
+            dist, measured = self._indexed_distances(embeddings, top_k)
+        scores, fruit_p = self.class_scores(embeddings, dist)
         to_empty = pairwise_distances(embeddings, self.empty_scenes).min(1)
         plain = plain_coordinates(embeddings, self._plain_map)
         plain_to_empty = pairwise_distances(plain, self._plain_empty_scenes).min(1)
         return [
             self._answer(
-                d[i],
+                measured[i],
                 dist[i],
                 scores[i],
                 top_k,
@@ -215,18 +256,66 @@ class Classifier:
                 float(plain_to_empty[i]),
                 fruit_p[i],
             )
-            for i in range(len(d))
+            for i in range(len(embeddings))
         ]
+
+    def _indexed_distances(
+        self, embeddings: np.ndarray, top_k: int
+    ) -> tuple[np.ndarray, list[Callable[[int], np.ndarray]]]:
+        """(n, C) class distances from the index's nearest rows, completed by measuring classes
+        over all their rows; per photo, a class -> its row distances (as class_members orders them).
+
+        A class absent from the neighbours gets their farthest distance, a bound none of its rows
+        beats. Measured until settled: every class whose softmax weight under its bound is not
+        negligible, and every variety of each fruit as likely as the top_k-th score (only those
+        can be shown). The shown classes, their scores and the best (which decides known) are
+        then exact's."""
+        k = min(self.neighbours, self._index.n_rows)
+        near_d, near_i = self._index.search(embeddings, k)
+        dist, _, certain = class_distances_from_neighbours(
+            near_d, near_i, self._label_idx, len(self._classes), self._row_scale
+        )
+        certain &= np.isfinite(near_d[:, -1:])  # fewer than k found: nothing is bounded
+        farthest = np.where(np.isfinite(near_d), near_d, -np.inf).max(1, keepdims=True)
+        dist = np.where(np.isfinite(dist), dist, np.maximum(farthest, 0.0))
+        margin = self._temperature * _NEGLIGIBLE_LOGIT
+        measured = []
+        for i, query in enumerate(embeddings):
+            settled, rows = certain[i].copy(), {}
+            while True:
+                scores, fruit_p = self.class_scores(query[None], dist[i : i + 1])
+                kth = np.partition(scores[0], -top_k)[-top_k]
+                likely = (fruit_p[0] >= kth * (1 - 1e-9))[self._class_fruit]
+                todo = np.flatnonzero(~settled & (likely | (dist[i] <= dist[i].min() + margin)))
+                if not len(todo):
+                    break
+                for c in todo.tolist():
+                    rows[c] = self._member_distances(query, c)
+                    dist[i, c] = rows[c].min() if len(rows[c]) else np.inf
+                settled[todo] = True
+            measured.append(partial(self._cached_member_distances, rows, query))
+        return dist, measured
+
+    def _cached_member_distances(self, rows: dict[int, np.ndarray], query: np.ndarray, c: int) -> np.ndarray:
+        if c not in rows:
+            rows[c] = self._member_distances(query, c)
+        return rows[c]
+
+    def _member_distances(self, query: np.ndarray, c: int) -> np.ndarray:
+        """A photo's distances to class c's rows, views counted times their factor."""
+        rows = self._members[c]
+        return pairwise_distances(query[None], self._rows[rows])[0] * self._row_scale[rows]
 
     def _plain_distance(self, plain: np.ndarray, c: int) -> float:
         """A photo's distance, in plain PCA coordinates, to class c's nearest training row."""
         rows = self._members[c]
-        d = pairwise_distances(plain[None], self._plain_rows[rows], self._plain_rows_squared[rows])[0]
+        squared = None if self._plain_rows_squared is None else self._plain_rows_squared[rows]
+        d = pairwise_distances(plain[None], self._plain_rows[rows], squared)[0]
         return float((d * self._row_scale[rows]).min())
 
     def _answer(
         self,
-        drow: np.ndarray,
+        measured: Callable[[int], np.ndarray],
         dist: np.ndarray,
         scores: np.ndarray,
         top_k: int,
@@ -238,7 +327,8 @@ class Classifier:
         order = np.argsort(-scores, kind="stable")[:top_k]
         matches = []
         for c in order:
-            members = self._members[c]
+            drow = measured(int(c))
+            ranked = np.argsort(drow, kind="stable")
             matches.append(
                 ClassMatch(
                     label=self._classes[c],
@@ -246,7 +336,7 @@ class Classifier:
                     distance=float(dist[c]),
                     threshold=float(self.bundle.thresholds[c]),
                     info=self.bundle.catalog.get(self._classes[c]) or fallback_info(self._classes[c]),
-                    examples=self._examples(members[np.argsort(drow[members], kind="stable")], drow),
+                    examples=self._examples(self._members[c][ranked], drow[ranked]),
                 )
             )
         best = matches[0]
@@ -267,15 +357,16 @@ class Classifier:
             variety_confidence=best.score / max(fruit_confidence, 1e-300),
         )
 
-    def _examples(self, ranked: np.ndarray, drow: np.ndarray) -> list[Example]:
-        """The nearest distinct training photos: a photo's augmented views point to it once."""
+    def _examples(self, ranked: np.ndarray, ranked_dist: np.ndarray) -> list[Example]:
+        """The nearest distinct training photos (rows nearest first, with their distances): a
+        photo's augmented views point to it once."""
         out: list[Example] = []
         seen: set[str] = set()
-        for j in ranked:
+        for j, distance in zip(ranked, ranked_dist, strict=True):
             source = str(self.bundle.sources[j])
             if source not in seen:
                 seen.add(source)
-                out.append(Example(source, float(drow[j])))
+                out.append(Example(source, float(distance)))
                 if len(out) == self.n_examples:
                     break
         return out

@@ -23,9 +23,8 @@ DEFAULT_IMAGE_SIZE = 224  # the size ResNet50 and EfficientNet-Lite0 were traine
 NETWORKS = ("resnet50", "efficientnet-lite0")
 DEFAULT_BATCH_SIZE = 32
 # The arithmetic the model runs in. fp32: Keras (TensorFlow), float32 throughout. bf16: the
-# same Keras model converted at start-up by OpenVINO and run with bfloat16 inference precision
-# (CPUs with AVX512_BF16 or AMX run it natively). Measured here, OpenVINO's bf16 ran 2.3x Keras
-# fp32 where Keras' own mixed_bfloat16 policy reached 1.36x and was slower at batch 1 (README).
+# same Keras model converted by OpenVINO and run in bfloat16 (native with AVX512_BF16 or AMX);
+# it beat Keras' own mixed_bfloat16 policy (docs/decisions.md).
 PRECISIONS = ("fp32", "bf16")
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -51,14 +50,16 @@ class FeaturizerSpec:
 
     @classmethod
     def parse(
-        cls, featurizer: str, weights: str, image_size: int | None, precision: str = "fp32"
+        cls, featurizer: str, weights: str, image_size: int | None, precision: str | None = "fp32"
     ) -> FeaturizerSpec:
-        """Build from CLI-style strings: `resnet50` or `pixels:N` (N is then the image size)."""
+        """Build from CLI-style strings: `resnet50` or `pixels:N` (N is then the image size).
+        precision None: a network's default_precision() (pixels: fp32)."""
         if featurizer.startswith("pixels:"):
             side = int(featurizer.split(":", 1)[1])
-            return cls(kind="pixels", weights="none", image_size=side, precision=precision).validated()
+            return cls("pixels", "none", side, precision or "fp32").validated()
         if featurizer not in NETWORKS:
             raise ValueError(f"unknown featurizer {featurizer!r}: use {', '.join(NETWORKS)} or 'pixels:N'")
+        precision = precision or default_precision()
         return cls(featurizer, weights, image_size or DEFAULT_IMAGE_SIZE, precision).validated()
 
     def validated(self) -> FeaturizerSpec:
@@ -368,6 +369,17 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return any(flag in flags for flag in _BF16_CPU_FLAGS)
+
+
+def default_precision() -> str:
+    """A network's precision when none is asked for: bf16 where this CPU runs bfloat16
+    natively, else fp32; says which, and why, in one log line."""
+    flags = " or ".join(_BF16_CPU_FLAGS)
+    if cpu_has_bf16():
+        log.info("precision bf16 (the default: this CPU has bfloat16 instructions, %s)", flags)
+        return "bf16"
+    log.info("precision fp32 (the default falls back to it: this CPU has no %s)", flags)
+    return "fp32"
 
 
 def weights_digest(arrays: list[np.ndarray]) -> str:

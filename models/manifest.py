@@ -7,6 +7,8 @@ instead of at request time. Consumers read attributes, never string keys.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.augment import AugmentSpec
@@ -132,6 +134,32 @@ class Probe(_Record):
     min_confidence: float = Field(ge=0, le=1, description="below this fruit probability: unknown")
 
 
+class Search(_Record):
+    """How the service finds a photo's nearest reference rows (models/search.py)."""
+
+    kind: Literal["exact", "faiss-ivf-flat"] = Field(
+        "exact", description="exact: every row measured; faiss-ivf-flat: an index chooses the rows"
+    )
+    chosen_by: str = Field(
+        "default", description="the job's --index: auto (an index from min_rows rows on), exact or ivf"
+    )
+    min_rows: int | None = Field(None, ge=1, description="auto's threshold when the job ran")
+    file: str | None = Field(None, description="the index's file in the version (listed in files)")
+    lists: int | None = Field(None, ge=1, description="inverted lists (k-means cells) of the index")
+    nprobe: int | None = Field(None, ge=1, description="lists searched per query")
+    seed: int | None = Field(None, description="seed of the index's k-means")
+    faiss_version: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Search:
+        indexed = [self.file, self.lists, self.nprobe, self.seed, self.faiss_version]
+        if self.kind == "exact" and any(v is not None for v in indexed):
+            raise ValueError("an exact search has no index parameters")
+        if self.kind != "exact" and any(v is None for v in indexed):
+            raise ValueError(f"a {self.kind} search needs file, lists, nprobe, seed and faiss_version")
+        return self
+
+
 class FileEntry(_Record):
     sha256: str
     bytes: int
@@ -159,6 +187,8 @@ class Manifest(_Record):
     refresh: Refresh = Refresh(incremental=False)
     probe: Probe
     report: str | None = Field(None, description="the run report's page, relative to the version")
+    # Bundles written before the index existed have no such field: they search exactly.
+    search: Search = Search()
     # Set by models.bundle.write_version.
     files: dict[str, FileEntry] = {}
     format_version: int | None = None

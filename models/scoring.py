@@ -97,12 +97,8 @@ def class_distances(
 
 
 # An augmented view counts this much farther than the photo itself: near-ties go to real
-# photos, so views rescue photos far from every real one (another light, a blur) without
-# taking clean photos from their class. 1.3 was chosen before object-centred-7; since the veil
-# step a photo under other contrast lies nearer its views, and 1.15 (measured on the 500
-# robustness photos and checked on 500 others) lifts contrast x0.6-1.4 by 3-4 points and
-# brightness by 0-1, keeps clean top-1 and costs the full Test split 0.3 points (91.85 ->
-# 91.55%); 1.1 cost it 0.65 and 1.0 2.5 points (README, robustness section).
+# photos, so views rescue photos far from every real one without taking clean photos from
+# their class (chosen with random weights; docs/decisions.md).
 VIEW_DISTANCE_FACTOR = 1.15
 
 
@@ -181,7 +177,6 @@ class Calibration:
     temperature: float  # softmax temperature: scores are calibrated confidences
     percentile: float
     margin: float
-    min_confidence: float  # below this confidence an answer is "unknown"
     held_out: int  # rows whose held-out answers fitted the temperature
     held_out_ece: float  # ECE (15 bins) of those answers at the fitted temperature
     view_factor: float  # distances to augmented views count this many times
@@ -189,14 +184,6 @@ class Calibration:
 
 # Held-out answers used to fit the temperature: enough for a stable scalar, bounded cost.
 CALIBRATION_ROWS = 6000
-# An answer less likely than this to be right is "unknown": a wrong fruit named with
-# confidence is worse for a user than "I don't know". Chosen on the robustness benchmark run
-# with 4 Test photos per class (docs/robustness.md): from 0.75 up, every condition has fewer
-# known-but-wrong answers than unknown ones, and under 5% of all answers are known-but-wrong.
-# Raised to 0.8 with object-centred-7: at 0.75 a generated room, framed as a brown object,
-# was named Ginger Root at 0.78; at 0.8 known-but-wrong falls in every row (clean 0.6 -> 0.4%)
-# and the full Test split answers 13.9% unknown instead of 12.2%, top-1 unchanged.
-MIN_CONFIDENCE = 0.8
 
 
 def calibrate(
@@ -209,7 +196,6 @@ def calibrate(
     view_factor: float = VIEW_DISTANCE_FACTOR,
     percentile: float = 99.0,
     margin: float = 1.5,
-    min_confidence: float = MIN_CONFIDENCE,
     seed: int = 0,
     plain: np.ndarray | None = None,
 ) -> Calibration:
@@ -278,7 +264,6 @@ def calibrate(
         temperature,
         percentile,
         margin,
-        min_confidence,
         len(dist),
         ece,
         view_factor,

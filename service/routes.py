@@ -322,6 +322,7 @@ async def model_summary(request: Request) -> Response:
         augmented_views_per_photo=m.augment.views,
         reference_rows=m.counts.rows,
         calibration=schemas.CalibrationSummary(**m.calibration.model_dump()),
+        search=schemas.SearchSummary(**m.search.model_dump(include=set(schemas.SearchSummary.model_fields))),
         libraries=m.libraries,
     )
     etag = f'"model-{c.version}-{c.featurizer.precision}"'

@@ -7,6 +7,11 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 
+def probability(description: str, example: float):
+    """A field holding a probability in [0, 1]."""
+    return Field(ge=0, le=1, description=description, examples=[example])
+
+
 class ErrorCode(StrEnum):
     """Every code an error answer can carry; clients switch on these, never on messages."""
 
@@ -74,9 +79,7 @@ class Fruit(BaseModel):
 
 
 class FruitMatch(Fruit):
-    score: float = Field(
-        ge=0, le=1, description="the sum of the scores of all the fruit's varieties", examples=[0.91]
-    )
+    score: float = probability("the sum of the scores of all the fruit's varieties", 0.91)
 
 
 class Example(BaseModel):
@@ -97,12 +100,10 @@ class Example(BaseModel):
 class ClassMatch(BaseModel):
     label: str = Field(description="the variety: a class the model knows", examples=["Apple Golden 1"])
     fruit: Fruit = Field(description="the variety's fruit")
-    score: float = Field(
-        ge=0,
-        le=1,
-        description="calibrated confidence that this is the photo's class: among answers given "
+    score: float = probability(
+        "calibrated confidence that this is the photo's class: among answers given "
         "with score c, about c are right (fitted by the job on held-out photos)",
-        examples=[0.87],
+        0.87,
     )
     distance: float = Field(
         ge=0, description="distance to the class's nearest training photo", examples=[2.9]
@@ -151,19 +152,15 @@ class ClassifyResponse(BaseModel):
         "lists the best classes as suggestions",
         examples=[True],
     )
-    fruit_confidence: float = Field(
-        ge=0,
-        le=1,
-        description="probability of the best class's fruit (the mean of the fruit probe's and the "
+    fruit_confidence: float = probability(
+        "probability of the best class's fruit (the mean of the fruit probe's and the "
         "nearest training photos')",
-        examples=[0.97],
+        0.97,
     )
-    variety_confidence: float = Field(
-        ge=0,
-        le=1,
-        description="probability of the best class among its fruit's varieties (the nearest "
+    variety_confidence: float = probability(
+        "probability of the best class among its fruit's varieties (the nearest "
         "training photos'); a variety is often a guess when the fruit is sure",
-        examples=[0.62],
+        0.62,
     )
     top_k: list[ClassMatch] = Field(
         description="the best varieties, best first: score = fruit probability x variety share", min_length=1
@@ -220,15 +217,26 @@ class CalibrationSummary(BaseModel):
         description="what the temperature was fitted on", examples=["held-out"]
     )
     held_out_ece: float = Field(description="expected calibration error on held-out answers", examples=[0.03])
-    min_confidence: float = Field(
-        ge=0, le=1, description="score under which an answer is unknown", examples=[0.75]
-    )
+    min_confidence: float = probability("score under which an answer is unknown", 0.75)
     view_distance_factor: float = Field(
         ge=1, description="distance factor of augmented views", examples=[1.1]
     )
     training_photos_ece: float | None = Field(
         None, description="ECE over the training photos, set by the run report", examples=[0.04]
     )
+
+
+class SearchSummary(BaseModel):
+    kind: str = Field(
+        description="exact: every reference row measured; faiss-ivf-flat: an index picks the rows, "
+        "the classes shown are then measured over all their rows",
+        examples=["faiss-ivf-flat"],
+    )
+    chosen_by: str = Field(description="the job's --index: auto, exact or ivf", examples=["auto"])
+    min_rows: int | None = Field(None, description="rows from which auto builds an index", examples=[30000])
+    lists: int | None = Field(None, description="the index's inverted lists", examples=[4096])
+    nprobe: int | None = Field(None, description="lists searched per query", examples=[32])
+    faiss_version: str | None = Field(None, description="faiss that built the index", examples=["1.15.1"])
 
 
 class ModelSummary(BaseModel):
@@ -253,6 +261,7 @@ class ModelSummary(BaseModel):
         description="rows searched per request: photos and their views", examples=[203076]
     )
     calibration: CalibrationSummary = Field(description="how scores and known were calibrated")
+    search: SearchSummary = Field(description="how a photo's nearest reference rows are found")
     libraries: dict[str, str] = Field(
         description="library versions the job ran", examples=[{"tensorflow": "2.21.0", "pyspark": "4.3.0"}]
     )

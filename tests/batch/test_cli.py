@@ -37,13 +37,31 @@ def test_flags_build_the_config():
 
 def test_defaults_are_imagenet_224_and_variance_chosen_k():
     config = config_from_args(build_parser().parse_args(["--input", "a", "--output", "b"]))
-    assert (config.spec.weights, config.spec.image_size, config.spec.precision) == ("imagenet", 224, "fp32")
+    assert (config.spec.weights, config.spec.image_size) == ("imagenet", 224)
     assert config.components is None and config.variance == 0.93
     assert config.spread_ceiling_rank == 4
     plain = config_from_args(
         build_parser().parse_args(["--input", "a", "--output", "b", "--spread-ceiling", "0"])
     )
     assert plain.spread_ceiling_rank == 0
+
+
+@pytest.mark.parametrize(("has_bf16", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_precision_defaults_to_bf16_where_the_cpu_has_it_and_says_so_once(
+    has_bf16, expected, monkeypatch, caplog
+):
+    monkeypatch.setattr("models.featurizer.cpu_has_bf16", lambda: has_bf16)
+    with caplog.at_level("INFO", logger="models.featurizer"):
+        config = config_from_args(build_parser().parse_args(["--input", "a", "--output", "b"]))
+    assert config.spec.precision == expected
+    said = [r.getMessage() for r in caplog.records if "precision" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"precision {expected} (the default")
+    caplog.clear()
+    forced = ["--input", "a", "--output", "b", "--precision", "fp32"]
+    assert config_from_args(build_parser().parse_args(forced)).spec.precision == "fp32"
+    pixels = ["--input", "a", "--output", "b", "--featurizer", "pixels:8"]
+    assert config_from_args(build_parser().parse_args(pixels)).spec.precision == "fp32"
+    assert not caplog.records
 
 
 @pytest.mark.parametrize(

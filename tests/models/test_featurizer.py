@@ -135,6 +135,15 @@ def test_default_spec_is_imagenet_at_224():
     assert not spec.random_weights
 
 
+@pytest.mark.parametrize(("has_bf16", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_no_precision_asked_means_bf16_where_the_cpu_has_it_else_fp32(has_bf16, expected, monkeypatch):
+    monkeypatch.setattr("models.featurizer.cpu_has_bf16", lambda: has_bf16)
+    assert FeaturizerSpec.parse("efficientnet-lite0", "imagenet", None, None).precision == expected
+    assert FeaturizerSpec.parse("pixels:8", "none", None, None).precision == "fp32"
+    assert FeaturizerSpec.parse("resnet50", "imagenet", None, "fp32").precision == "fp32"
+    assert FeaturizerSpec.parse("resnet50", "imagenet", None).precision == "fp32"  # a spec's own default
+
+
 # bf16 rounds every product to 8 significant bits: its unit roundoff is 2**-8.
 BF16_UNIT = 2.0**-8
 
