@@ -139,6 +139,8 @@ def test_spark_submit_on_a_standalone_cluster_matches_local(spark, tmp_path):
         str(TEST_IMAGE_SIZE),
         "--images-per-partition",
         "4",
+        "--precision",
+        "fp32",  # the local run's spec below; the CLI's default follows the CPU
     ]
     cluster_root = tmp_path / "cluster-bundles"
     with standalone_cluster(tmp_path) as master:

@@ -44,6 +44,8 @@ JOB_ARGS = [
     TEST_WEIGHTS,
     "--image-size",
     str(TEST_IMAGE_SIZE),
+    "--precision",
+    "fp32",  # as the local run it is compared with; the CLI's default follows the CPU
     "--master",
     "local[2]",
     "--images-per-partition",
