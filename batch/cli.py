@@ -201,8 +201,16 @@ def print_summary(result: JobResult) -> None:
         print("  skipped: none")
 
 
+def _not_a_py4j_retry(record: logging.LogRecord) -> bool:
+    """py4j logs a reset connection that it then retries on the root logger, at INFO with a
+    traceback: not an error, so it is dropped (its warnings and errors pass)."""
+    return not (record.name == "root" and record.levelno < logging.WARNING and "py4j" in record.pathname)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_a_py4j_retry)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

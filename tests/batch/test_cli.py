@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from batch.cli import build_parser, config_from_args, main, print_summary
@@ -140,3 +142,18 @@ def test_resnet50_imagenet_weights_that_cannot_be_downloaded_name_the_ways_on(tm
     assert "ResNet50 ImageNet weights" in lines[0] and "could not be downloaded" in lines[0]
     assert "--featurizer efficientnet-lite0" in lines[0] and "--weights PATH" in lines[0]
     assert not (tmp_path / "out" / "CURRENT").exists()
+
+
+def test_the_job_log_drops_py4j_retried_sends_but_keeps_its_warnings_and_ours():
+    import py4j.java_gateway
+
+    from batch.cli import _not_a_py4j_retry
+
+    def record(name: str, level: int, pathname: str) -> logging.LogRecord:
+        return logging.makeLogRecord({"name": name, "levelno": level, "pathname": pathname, "msg": "x"})
+
+    py4j_file = py4j.java_gateway.__file__
+    assert not _not_a_py4j_retry(record("root", logging.INFO, py4j_file))
+    assert _not_a_py4j_retry(record("root", logging.ERROR, py4j_file))
+    assert _not_a_py4j_retry(record("root", logging.INFO, __file__))
+    assert _not_a_py4j_retry(record("batch", logging.INFO, __file__))
