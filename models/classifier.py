@@ -36,8 +36,8 @@ from models.search import class_distances_from_neighbours
 INDEX_NEIGHBOURS = 256
 # Rows projected at a time when the plain coordinates are made in float32 (bounds the float64 block).
 _PLAIN_BLOCK = 65536
-# A class this many temperatures farther than the nearest has softmax weight under 1e-6 of it:
-# left at its bound (a 1e-9 cut measured three times as many classes on 100k grown rows).
+# A class this many temperatures farther than the nearest has softmax weight under 1e-6 of it,
+# so it is left at its neighbour bound instead of measured (docs/decisions.md, the index).
 _NEGLIGIBLE_LOGIT = float(np.log(1e6))
 
 

@@ -48,8 +48,8 @@ class InferencePipeline:
             coming=lambda: self._decoding,
         )
         # A model call's photos are scored together on a thread of their own, while the next
-        # call runs: one product with the reference rows for all (one per photo on the event
-        # loop took ~10 ms each at 18,000 rows). Every request holds a connection: never refused.
+        # call runs: one product with the reference rows for all, off the event loop. Every
+        # request holds a connection, so the queue (max_connections) never refuses one.
         self._scorer = MicroBatcher(
             self._score_batch,
             max_batch=settings.max_batch_size,
