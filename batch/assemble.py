@@ -31,7 +31,7 @@ from models.manifest import (
     Stage,
     Weights,
 )
-from models.preprocess import PREPROCESSING_VERSION, preprocess_image
+from models.preprocess import PREPROCESSING_VERSION, preprocess_photo
 from models.probe import REAL_PREFIX, FruitProbe
 from models.scoring import calibrate, plain_coordinates
 from models.storage import join
@@ -108,7 +108,7 @@ def assemble_bundle(config: JobConfig, out: StepOutputs) -> ArtifactBundle:
             spec=config.spec.weights, sha256=out.weights_sha256, random=config.spec.random_weights
         ),
         preprocessing=Preprocessing(
-            function=f"{preprocess_image.__module__}.{preprocess_image.__qualname__}",
+            function=f"{preprocess_photo.__module__}.{preprocess_photo.__qualname__}",
             version=PREPROCESSING_VERSION,
         ),
         augment=config.augment,

@@ -2,8 +2,8 @@
 
 from models.bundle import ArtifactBundle, BundleError, read_bundle
 from models.classifier import Classification, Classifier, ClassMatch
-from models.featurizer import Featurizer, FeaturizerSpec, build_featurizer, featurize_bytes
-from models.preprocess import ImageError, preprocess_image
+from models.featurizer import Featurizer, FeaturizerSpec, build_featurizer, featurize_bytes, featurize_photos
+from models.preprocess import ImageError, preprocess_photo
 from models.storage import storage_for
 
 __all__ = [
@@ -17,7 +17,8 @@ __all__ = [
     "ImageError",
     "build_featurizer",
     "featurize_bytes",
-    "preprocess_image",
+    "featurize_photos",
+    "preprocess_photo",
     "read_bundle",
     "storage_for",
 ]

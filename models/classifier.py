@@ -11,13 +11,13 @@ import numpy as np
 
 from models.bundle import ArtifactBundle, BundleError
 from models.catalog import fallback_info, localize
-from models.featurizer import Featurizer
+from models.featurizer import Featurizer, featurize_photos
 from models.manifest import Manifest
 from models.preprocess import (
     DEFAULT_MAX_PIXELS,
     PREPROCESSING_VERSION,
-    empty_scene_inputs,
-    preprocess_image,
+    empty_scene_squares,
+    preprocess_photo,
 )
 from models.probe import FruitProbe
 from models.scoring import (
@@ -170,7 +170,7 @@ class Classifier:
         # Where the model puts photos of a bare backdrop (white, black, ...): a photo nearer to
         # one of them than to every class shows no fruit (a blank page, a covered lens). Derived
         # from the model alone, so the bundle needs no field for it.
-        self.empty_scenes = self.project(self.featurize(empty_scene_inputs(featurizer.spec.image_size)))
+        self.empty_scenes = self.project(self.featurize(empty_scene_squares(featurizer.spec.image_size)))
         self._plain_empty_scenes = plain_coordinates(self.empty_scenes, self._plain_map)
 
     @property
@@ -203,12 +203,13 @@ class Classifier:
         return [FruitScore(fruit, score) for fruit, score in ranked]
 
     def preprocess(self, photo: bytes) -> np.ndarray:
-        """Bytes -> model input (s, s, 3); raises models.preprocess.ImageError."""
-        return preprocess_image(photo, self.featurizer.spec.image_size, max_pixels=self.max_pixels)
+        """Bytes -> the photo's square (2s, 2s, 3) uint8; raises models.preprocess.ImageError."""
+        return preprocess_photo(photo, self.featurizer.spec.image_size, max_pixels=self.max_pixels)
 
     def featurize(self, inputs: np.ndarray) -> np.ndarray:
-        """Model inputs (n, s, s, 3) -> features (n, D): the model call, the expensive step."""
-        return self.featurizer.featurize(inputs)
+        """Photo squares (n, 2s, 2s, 3) -> features (n, D): the model calls, the expensive step
+        (a second call for the photos whose fruit is small in the frame)."""
+        return featurize_photos(self.featurizer, inputs)
 
     def project(self, features: np.ndarray) -> np.ndarray:
         """Features (n, D) -> PCA embeddings (n, K), exactly as the job computes them."""

@@ -139,8 +139,8 @@ def _normalization(model):
 
 
 def build_lite0(image_size: int, state: OrderedDict[str, np.ndarray]):
-    """(pooled-feature model, head weights (1280, 1000), head bias (1000,)): the network with
-    the file's weights, cut before its classifier, whose weights are returned as numpy."""
+    """(feature-map model, head weights (1280, 1000), head bias (1000,)): the network with the
+    file's weights, cut before its pooling and classifier, whose weights are returned as numpy."""
     import keras
 
     model = build_network(image_size)
@@ -151,6 +151,6 @@ def build_lite0(image_size: int, state: OrderedDict[str, np.ndarray]):
     mean = np.full((3,), INPUT_MEAN / 255.0, dtype=np.float32)
     variance = np.full((3,), (INPUT_STD / 255.0) ** 2, dtype=np.float32)
     norm.set_weights([mean, variance, *norm.get_weights()[2:]])
-    pooled = keras.Model(model.input, model.get_layer("avg_pool").output, name="efficientnet-lite0")
+    maps = keras.Model(model.input, model.get_layer("top_activation").output, name="efficientnet-lite0")
     kernel, bias = model.get_layer("predictions").get_weights()
-    return pooled, np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
+    return maps, np.asarray(kernel, np.float32), np.asarray(bias, np.float32)

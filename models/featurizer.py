@@ -15,8 +15,9 @@ import numpy as np
 
 from models.augment import AugmentSpec, augmented_views
 from models.efficientnet_lite import FEATURE_DIM as LITE0_FEATURE_DIM
+from models.framing import object_box
 from models.imagenet import ImageNetHead
-from models.preprocess import ImageError, open_for_model, to_model_input
+from models.preprocess import ImageError, crop_input, model_inputs, open_for_model, photo_square
 
 DEFAULT_IMAGE_SIZE = 224  # the size ResNet50 and EfficientNet-Lite0 were trained at
 # Networks with learnt weights; "pixels:N" is the resize-only baseline.
@@ -149,8 +150,9 @@ class WeightsMismatch(RuntimeError):
 
 
 class _KerasFeaturizer:
-    """A Keras network cut before its classifier, global-average pooled, optionally run in bf16
-    through OpenVINO; subclasses build the network (`_build`) and say how inputs are scaled.
+    """A Keras network cut before its pooling and classifier, optionally run in bf16 through
+    OpenVINO: its feature maps, and their global average as the features; subclasses build the
+    network (`_build`) and say how inputs are scaled.
 
     weights_file: a local copy of spec.weights to load instead of resolving spec.weights (a Spark
     executor's copy of what the driver resolved); expected_sha256: what its tensors must hash to.
@@ -200,11 +202,15 @@ class _KerasFeaturizer:
     def _scale(self, images: np.ndarray) -> np.ndarray:
         return np.array(images, dtype=np.float32, copy=True)
 
-    def featurize(self, images: np.ndarray) -> np.ndarray:
+    def feature_maps(self, images: np.ndarray) -> np.ndarray:
+        """(n, s, s, 3) -> (n, h, w, dim): the last feature map, before pooling."""
         x = self._scale(images)
         if self._bf16 is not None:
             return np.asarray(self._bf16.infer({0: x})[0], dtype=np.float32)
         return np.asarray(self._model.predict_on_batch(x), dtype=np.float32)
+
+    def featurize(self, images: np.ndarray) -> np.ndarray:
+        return self.feature_maps(images).mean(axis=(1, 2), dtype=np.float32)
 
 
 class ResNet50Featurizer(_KerasFeaturizer):
@@ -309,7 +315,7 @@ def _resnet50(spec: FeaturizerSpec, weights: str):
             include_top=False,
             weights=source,
             input_shape=(spec.image_size, spec.image_size, 3),
-            pooling="avg",
+            pooling=None,  # the feature maps: _KerasFeaturizer pools them
         )
 
 
@@ -407,6 +413,24 @@ def build_featurizer(
     return network(spec, threads=threads, weights_file=weights_file, expected_sha256=expected_sha256)
 
 
+def featurize_photos(featurizer: Featurizer, squares: np.ndarray) -> np.ndarray:
+    """Photo squares (models.preprocess.preprocess_photo) -> (n, dim) features, as the job and
+    the service compute them: the whole photo's, or, where the network's feature map shows the
+    object in a small part of the frame (models.framing), the features of the crop around it."""
+    size = featurizer.spec.image_size
+    inputs = model_inputs(squares, size)
+    maps = getattr(featurizer, "feature_maps", None)
+    if maps is None:  # the pixel baseline has no feature map
+        return featurizer.featurize(inputs)
+    feature_maps = maps(inputs)
+    features = feature_maps.mean(axis=(1, 2), dtype=np.float32)
+    boxes = {i: box for i, fm in enumerate(feature_maps) if (box := object_box(fm)) is not None}
+    if boxes:
+        crops = np.stack([crop_input(squares[i], box, size) for i, box in boxes.items()])
+        features[list(boxes)] = featurizer.featurize(crops)
+    return features
+
+
 def featurize_bytes(
     featurizer: Featurizer, photos: list[bytes], *, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> tuple[np.ndarray, list[ImageError | None]]:
@@ -427,7 +451,7 @@ def featurize_views(
 
     Returns (len(photos), 1 + views, dim) features and one error per photo: a photo that
     cannot be decoded gets NaN rows and its error. Every view goes through the same
-    `to_model_input` as the photo itself, the function the service runs.
+    `photo_square` and `featurize_photos` as the photo itself, the functions the service runs.
     """
     size = featurizer.spec.image_size
     augment = augment or AugmentSpec()
@@ -440,7 +464,7 @@ def featurize_views(
     def flush() -> None:
         if pending:
             rows, views = zip(*slots, strict=True)
-            out[list(rows), list(views)] = featurizer.featurize(np.stack(pending))
+            out[list(rows), list(views)] = featurize_photos(featurizer, np.stack(pending))
             pending.clear()
             slots.clear()
 
@@ -451,7 +475,7 @@ def featurize_views(
             errors[i] = exc
             continue
         for v, view in enumerate([img, *augmented_views(img, photo, augment)]):
-            pending.append(to_model_input(view, size))
+            pending.append(photo_square(view, size))
             slots.append((i, v))
             if len(pending) >= batch_size:
                 flush()

@@ -1,4 +1,5 @@
-"""Photo bytes -> model input array: the one preprocessing path shared by the job and the service."""
+"""Photo bytes -> the photo's square and the model's input: the one preprocessing path shared by
+the job and the service."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Changes whenever the pixels a photo becomes change: bundles record it, the service and an
 # incremental refresh refuse features made by another version (history: docs/decisions.md).
-PREPROCESSING_VERSION = "square-1"
+PREPROCESSING_VERSION = "square-2"
+# The photo's square is kept at this multiple of the model's side: the model sees it reduced, and
+# a crop of the object (models.framing) is cut from it at up to this much more detail.
+DETAIL = 2
 
 # Formats we accept, detected from the bytes (never from a file name or content type).
 # MPO is what many phone cameras write: a JPEG with extra frames.
@@ -138,13 +142,35 @@ def _grey_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
 
 
 def to_model_input(img: Image.Image, size: int) -> np.ndarray:
-    """Pad to a white square (the photo centred) and resize to size x size float32 RGB in [0, 255].
+    """The model's input for the whole photo: its square (photo_square), reduced to size x size,
+    float32 RGB in [0, 255]. With pretrained weights every crafted step (white balance,
+    relighting, turning, blur) cost accuracy (docs/decisions.md)."""
+    return model_inputs(photo_square(img, size)[None], size)[0]
 
-    Nothing else: with pretrained weights every crafted step (framing, white balance, relighting,
-    turning, blur) cost accuracy on clean, generated and real photos (docs/robustness.md)."""
+
+def photo_square(img: Image.Image, size: int) -> np.ndarray:
+    """The photo padded to a white square (centred) at DETAIL x size: (side, side, 3) uint8."""
     side = float(max(img.width, img.height))
     square = ((img.width - side) / 2, (img.height - side) / 2, side)
-    return np.asarray(_square_on_white(img, square, size), dtype=np.float32)
+    return np.asarray(_square_on_white(img, square, DETAIL * size), dtype=np.uint8)
+
+
+def model_inputs(squares: np.ndarray, size: int) -> np.ndarray:
+    """Photo squares (n, DETAIL x size, ..., 3) uint8 -> the model's inputs (n, size, size, 3)
+    float32 in [0, 255]: each DETAIL x DETAIL block averaged."""
+    n = len(squares)
+    blocks = squares.reshape(n, size, DETAIL, size, DETAIL, 3).astype(np.float32)
+    return blocks.mean(axis=(2, 4), dtype=np.float32)
+
+
+def crop_input(square: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
+    """The part (left, top, side, as fractions of the square) of a photo square, resized to
+    the model's input (size, size, 3) float32."""
+    left, top, side = (v * square.shape[0] for v in box)
+    img = Image.fromarray(square).resize(
+        (size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side), reducing_gap=3.0
+    )
+    return np.asarray(img, dtype=np.float32)
 
 
 def _square_on_white(img: Image.Image, square, size: int) -> Image.Image:
@@ -167,9 +193,10 @@ def _square_on_white(img: Image.Image, square, size: int) -> Image.Image:
 EMPTY_SCENE_COLOURS = tuple((r, g, b) for r in (0, 128, 255) for g in (0, 128, 255) for b in (0, 128, 255))
 
 
-def empty_scene_inputs(size: int) -> np.ndarray:
-    """Model inputs of photos that show only a flat backdrop: the references for "no fruit"."""
-    return np.stack([to_model_input(Image.new("RGB", (size, size), c), size) for c in EMPTY_SCENE_COLOURS])
+def empty_scene_squares(size: int) -> np.ndarray:
+    """Squares (preprocess_photo) of photos that show only a flat backdrop: the references for
+    "no fruit"."""
+    return np.stack([photo_square(Image.new("RGB", (size, size), c), size) for c in EMPTY_SCENE_COLOURS])
 
 
 def open_for_model(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -181,6 +208,12 @@ def open_for_model(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXE
     return open_image(data, max_pixels=max_pixels, min_side=2 * size)
 
 
+def preprocess_photo(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """THE preprocessing function: bytes -> the photo's square, (DETAIL x size, ..., 3) uint8 RGB.
+    models.featurizer.featurize_photos makes features of it."""
+    return photo_square(open_for_model(data, size, max_pixels=max_pixels), size)
+
+
 def preprocess_image(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """THE preprocessing function: bytes -> (size, size, 3) float32 RGB in [0, 255]."""
-    return to_model_input(open_for_model(data, size, max_pixels=max_pixels), size)
+    """bytes -> the model's input for the whole photo, (size, size, 3) float32 RGB in [0, 255]."""
+    return model_inputs(preprocess_photo(data, size, max_pixels=max_pixels)[None], size)[0]

@@ -323,6 +323,7 @@ async def model_summary(request: Request) -> Response:
         reference_rows=m.counts.rows,
         calibration=schemas.CalibrationSummary(**m.calibration.model_dump()),
         search=schemas.SearchSummary(**m.search.model_dump(include=set(schemas.SearchSummary.model_fields))),
+        probe=schemas.ProbeSummary(**m.probe.model_dump(include=set(schemas.ProbeSummary.model_fields))),
         libraries=m.libraries,
     )
     etag = f'"model-{c.version}-{c.featurizer.precision}"'

@@ -239,6 +239,14 @@ class SearchSummary(BaseModel):
     faiss_version: str | None = Field(None, description="faiss that built the index", examples=["1.15.1"])
 
 
+class ProbeSummary(BaseModel):
+    fruits: int = Field(ge=2, description="fruits the probe tells apart", examples=[63])
+    reference_rows: int = Field(ge=0, description="reference rows it was trained on", examples=[10493])
+    real_photos: int = Field(
+        ge=0, description="real photos of fruit in scenes it was also trained on", examples=[1507]
+    )
+
+
 class ModelSummary(BaseModel):
     model: ModelRef = Field(description="the model in service")
     created_at: str = Field(
@@ -262,6 +270,7 @@ class ModelSummary(BaseModel):
     )
     calibration: CalibrationSummary = Field(description="how scores and known were calibrated")
     search: SearchSummary = Field(description="how a photo's nearest reference rows are found")
+    probe: ProbeSummary = Field(description="the fruit probe: a logistic regression on the features")
     libraries: dict[str, str] = Field(
         description="library versions the job ran", examples=[{"tensorflow": "2.21.0", "pyspark": "4.3.0"}]
     )

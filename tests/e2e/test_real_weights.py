@@ -92,11 +92,16 @@ def test_service_computes_exactly_what_the_job_stored(lite0_run, lite0_url):
         assert np.abs(np.asarray(served["embedding"]) - embeddings[i]).max() <= 1e-4, path
 
 
-def test_real_photos_train_the_probe_and_are_never_examples(lite0_run):
+def test_real_photos_train_the_probe_and_are_never_examples(lite0_run, lite0_url):
+    import httpx
+
     root, result = lite0_run
     probe = result.manifest.probe
     per_fruit = len(list((IMAGENET_FIXTURES / "Banana").glob("*.jpg")))
     assert (probe.real_photos, probe.real_photos_unused) == (per_fruit, per_fruit)
+    served = httpx.get(f"{lite0_url}/v1/model", timeout=30).json()["probe"]
+    expected = {"fruits": probe.fruits, "reference_rows": probe.reference_rows, "real_photos": per_fruit}
+    assert served == expected
     vdir = _version_dir(root)
     assert not any("real-photos" in s for s in np.load(vdir / "sources.npy").tolist())
     assert all(not c.startswith("real:") for c in np.load(vdir / "classes.npy").tolist())

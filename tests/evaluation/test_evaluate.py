@@ -14,8 +14,8 @@ from PIL import Image
 
 from models.bundle import read_bundle
 from models.catalog import localize
-from models.featurizer import FeaturizerSpec, ResNet50Featurizer
-from models.preprocess import preprocess_image
+from models.featurizer import FeaturizerSpec, ResNet50Featurizer, featurize_photos
+from models.preprocess import preprocess_photo
 from tests.support import (
     REPO_ROOT,
     TEST_IMAGE_SIZE,
@@ -67,19 +67,20 @@ def expected(job_run, dataset):
     fruit_of = {c: localize(c, bundle.catalog[c], "en").fruit for c in classes}
     photos = sorted((dataset / "Test").rglob("*.jpg"))
     model = ResNet50Featurizer(FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE))
-    features = model.featurize(
-        np.stack([preprocess_image(p.read_bytes(), TEST_IMAGE_SIZE) for p in photos])
+    features = featurize_photos(
+        model, np.stack([preprocess_photo(p.read_bytes(), TEST_IMAGE_SIZE) for p in photos])
     ).astype(np.float64)
     # "no fruit": nearer to a photo of a flat backdrop (0/128/255 per channel) than to every class
     flats = np.stack(
         [
-            preprocess_image(encode(Image.new("RGB", (40, 40), (r, g, b)), "PNG"), TEST_IMAGE_SIZE)
+            preprocess_photo(encode(Image.new("RGB", (40, 40), (r, g, b)), "PNG"), TEST_IMAGE_SIZE)
             for r in (0, 128, 255)
             for g in (0, 128, 255)
             for b in (0, 128, 255)
         ]
     )
-    empties = np.stack([expected_embedding(vdir, f) for f in model.featurize(flats).astype(np.float64)])
+    flat_features = featurize_photos(model, flats).astype(np.float64)
+    empties = np.stack([expected_embedding(vdir, f) for f in flat_features])
     rows = []
     for p, f in zip(photos, features, strict=True):
         ranked, p_fruit, distance = expected_answer(vdir, f, fruit_of)

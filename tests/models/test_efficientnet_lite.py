@@ -21,8 +21,8 @@ from models.efficientnet_lite import (
     packaged_weights_path,
     read_weights,
 )
-from models.featurizer import FeaturizerSpec, build_featurizer
-from models.preprocess import preprocess_image
+from models.featurizer import FeaturizerSpec, build_featurizer, featurize_photos, featurize_views
+from models.preprocess import model_inputs, preprocess_image, preprocess_photo
 from models.torch_weights import TorchFileError, read_state_dict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,6 +118,41 @@ def test_the_head_names_the_fruit_in_its_top_five(lite0):
     top5 = np.argsort(-probabilities, axis=1)[:, :5]
     hits = [IMAGENET_INDEX[p.parent.name] in row for p, row in zip(photos, top5, strict=True)]
     assert np.mean(hits) >= 0.85, f"{sum(hits)}/40 in the top 5"
+
+
+def small_on_a_page(photo: Path, k: int) -> bytes:
+    """The photo at a quarter of a 1600 x 1200 white page's width, at a place set by k."""
+    from PIL import Image
+
+    fruit = Image.open(photo).convert("RGB").resize((400, 400), Image.Resampling.BICUBIC)
+    page = Image.new("RGB", (1600, 1200), (255, 255, 255))
+    page.paste(fruit, ((k * 373) % (1600 - fruit.width), (k * 211) % (1200 - fruit.height)))
+    out = io.BytesIO()
+    page.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def test_a_fruit_small_in_the_frame_is_cropped_and_then_named(lite0):
+    photos = sorted(FIXTURES.glob("*/*.jpg"))
+    pages = [small_on_a_page(p, k) for k, p in enumerate(photos)]
+    squares = np.stack([preprocess_photo(page, 224) for page in pages])
+    framed = featurize_photos(lite0, squares)
+    whole = lite0.featurize(model_inputs(squares, 224))
+    cropped = np.any(framed != whole, axis=1)
+    assert cropped.mean() >= 0.9, f"{cropped.sum()}/40 cropped"
+
+    def hits(features: np.ndarray) -> int:
+        top5 = np.argsort(-lite0.head.probabilities(features), axis=1)[:, :5]
+        return sum(IMAGENET_INDEX[p.parent.name] in row for p, row in zip(photos, top5, strict=True))
+
+    # Most of what the small fruit lost against the photo itself comes back with the crop.
+    studio = hits(lite0.featurize(np.stack([preprocess_image(p.read_bytes(), 224) for p in photos])))
+    got = f"{hits(framed)}/40 framed, {hits(whole)}/40 whole, {studio}/40 the photos themselves"
+    assert hits(framed) >= 0.75 * studio and hits(framed) >= hits(whole) + 6, got
+    # The job's path (featurize_views) crops the same photos to the same features.
+    job, errors = featurize_views(lite0, pages[:6])
+    assert errors == [None] * 6
+    np.testing.assert_allclose(job[:, 0], framed[:6], atol=1e-5)
 
 
 def test_featurizer_pools_1280_values_and_records_the_head_in_its_digest(lite0, state):

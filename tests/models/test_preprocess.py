@@ -10,9 +10,12 @@ from PIL import Image
 
 from models.preprocess import (
     ImageError,
-    empty_scene_inputs,
+    crop_input,
+    empty_scene_squares,
+    model_inputs,
     open_image,
     preprocess_image,
+    preprocess_photo,
     to_model_input,
 )
 from tests.support import encode, fixture_photos, png_declaring
@@ -96,9 +99,31 @@ def test_model_input_pads_to_a_white_square_then_resizes():
     assert (out[3:5] == 0).all()  # the black band stays in the middle
 
 
+def test_the_photo_square_is_kept_at_twice_the_side_and_the_model_sees_it_block_averaged():
+    img = Image.new("RGB", (30, 10), (0, 0, 0))
+    img.paste((200, 100, 50), (0, 0, 15, 10))
+    square = preprocess_photo(encode(img, "PNG"), 6)
+    assert square.shape == (12, 12, 3) and square.dtype == np.uint8
+    assert (square[0] == 255).all() and (square[-1] == 255).all()  # padded white above and below
+    inputs = model_inputs(square[None], 6)
+    assert inputs.shape == (1, 6, 6, 3) and inputs.dtype == np.float32
+    expected = square.astype(np.float64).reshape(6, 2, 6, 2, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(inputs[0], expected, atol=1e-4)
+    np.testing.assert_array_equal(preprocess_image(encode(img, "PNG"), 6), inputs[0])
+
+
+def test_a_crop_is_cut_from_the_square_at_its_detail():
+    square = np.full((40, 40, 3), 255, dtype=np.uint8)
+    square[20:30, 0:10] = (10, 200, 10)  # a green patch in the lower-left quarter
+    crop = crop_input(square, (0.0, 0.5, 0.25), 8)  # left 0, top 20 px, side 10 px
+    assert crop.shape == (8, 8, 3)
+    assert np.abs(crop[1:-1, 1:-1] - (10, 200, 10)).max() <= 1  # the patch fills the crop
+    assert (crop[..., 0] < 128).all()  # the rim blends a little of the white beyond it
+
+
 def test_empty_scenes_are_flat_backdrops():
-    scenes = empty_scene_inputs(16)
-    assert scenes.shape == (27, 16, 16, 3)
+    scenes = empty_scene_squares(16)
+    assert scenes.shape == (27, 32, 32, 3)
     assert any((s == 255).all() for s in scenes)  # the white Fruits-360 backdrop
     assert all((s == s[0, 0]).all() for s in scenes)
 
