@@ -157,10 +157,14 @@ def photo_square(img: Image.Image, size: int) -> np.ndarray:
 
 def model_inputs(squares: np.ndarray, size: int) -> np.ndarray:
     """Photo squares (n, DETAIL x size, ..., 3) uint8 -> the model's inputs (n, size, size, 3)
-    float32 in [0, 255]: each DETAIL x DETAIL block averaged."""
-    n = len(squares)
-    blocks = squares.reshape(n, size, DETAIL, size, DETAIL, 3).astype(np.float32)
-    return blocks.mean(axis=(2, 4), dtype=np.float32)
+    float32 in [0, 255]: each DETAIL x DETAIL block averaged (summed exactly in uint16)."""
+    if squares.shape[1:3] != (DETAIL * size, DETAIL * size):
+        raise ValueError(f"photo squares of side {DETAIL * size} expected, got {squares.shape[1:3]}")
+    total = np.zeros((len(squares), size, size, 3), dtype=np.uint16)
+    for dy in range(DETAIL):
+        for dx in range(DETAIL):
+            total += squares[:, dy::DETAIL, dx::DETAIL]
+    return total.astype(np.float32) * np.float32(1 / DETAIL**2)
 
 
 def crop_input(square: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
