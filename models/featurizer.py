@@ -210,7 +210,12 @@ class _KerasFeaturizer:
         return np.asarray(self._model.predict_on_batch(x), dtype=np.float32)
 
     def featurize(self, images: np.ndarray) -> np.ndarray:
-        return self.feature_maps(images).mean(axis=(1, 2), dtype=np.float32)
+        return pooled(self.feature_maps(images))
+
+
+def pooled(feature_maps: np.ndarray) -> np.ndarray:
+    """(n, h, w, dim) feature maps -> (n, dim) features: their global average."""
+    return feature_maps.mean(axis=(1, 2), dtype=np.float32)
 
 
 class ResNet50Featurizer(_KerasFeaturizer):
@@ -423,7 +428,7 @@ def featurize_photos(featurizer: Featurizer, squares: np.ndarray) -> np.ndarray:
     if maps is None:  # the pixel baseline has no feature map
         return featurizer.featurize(inputs)
     feature_maps = maps(inputs)
-    features = feature_maps.mean(axis=(1, 2), dtype=np.float32)
+    features = pooled(feature_maps)
     boxes = {i: box for i, fm in enumerate(feature_maps) if (box := object_box(fm)) is not None}
     if boxes:
         crops = np.stack([crop_input(squares[i], box, size) for i, box in boxes.items()])

@@ -206,10 +206,10 @@ def empty_scene_squares(size: int) -> np.ndarray:
 def open_for_model(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode a photo for a model of input side `size`, or raise ImageError.
 
-    A large JPEG is decoded at >= 2x the model's side (a reduced JPEG decode is ~10x faster,
-    and the last resize from twice the side keeps the detail).
+    A large JPEG is decoded at >= DETAIL x the model's side, the photo square's (a reduced JPEG
+    decode is ~10x faster, and the square keeps the detail a crop needs).
     """
-    return open_image(data, max_pixels=max_pixels, min_side=2 * size)
+    return open_image(data, max_pixels=max_pixels, min_side=DETAIL * size)
 
 
 def preprocess_photo(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -220,4 +220,4 @@ def preprocess_photo(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PI
 
 def preprocess_image(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """bytes -> the model's input for the whole photo, (size, size, 3) float32 RGB in [0, 255]."""
-    return model_inputs(preprocess_photo(data, size, max_pixels=max_pixels)[None], size)[0]
+    return to_model_input(open_for_model(data, size, max_pixels=max_pixels), size)
