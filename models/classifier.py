@@ -203,12 +203,13 @@ class Classifier:
         return [FruitScore(fruit, score) for fruit, score in ranked]
 
     def preprocess(self, photo: bytes) -> np.ndarray:
-        """Bytes -> the photo's square (2s, 2s, 3) uint8; raises models.preprocess.ImageError."""
+        """Bytes -> the photo's square (DETAIL x s a side, 3 channels, uint8; models.preprocess);
+        raises models.preprocess.ImageError."""
         return preprocess_photo(photo, self.featurizer.spec.image_size, max_pixels=self.max_pixels)
 
     def featurize(self, inputs: np.ndarray) -> np.ndarray:
-        """Photo squares (n, 2s, 2s, 3) -> features (n, D): the model calls, the expensive step
-        (a second call for the photos whose fruit is small in the frame)."""
+        """Photo squares (n, DETAIL x s, DETAIL x s, 3) -> features (n, D): the model calls, the
+        expensive step (a second call for the photos whose fruit is small in the frame)."""
         return featurize_photos(self.featurizer, inputs)
 
     def project(self, features: np.ndarray) -> np.ndarray:

@@ -197,10 +197,10 @@ def _square_on_white(img: Image.Image, square, size: int) -> Image.Image:
 EMPTY_SCENE_COLOURS = tuple((r, g, b) for r in (0, 128, 255) for g in (0, 128, 255) for b in (0, 128, 255))
 
 
-def empty_scene_squares(size: int) -> np.ndarray:
-    """Squares (preprocess_photo) of photos that show only a flat backdrop: the references for
-    "no fruit"."""
-    return np.stack([photo_square(Image.new("RGB", (size, size), c), size) for c in EMPTY_SCENE_COLOURS])
+def empty_scene_squares(size: int, colours=EMPTY_SCENE_COLOURS) -> np.ndarray:
+    """Squares (preprocess_photo) of photos that show only a flat backdrop of each colour: the
+    references for "no fruit"."""
+    return np.stack([photo_square(Image.new("RGB", (size, size), c), size) for c in colours])
 
 
 def open_for_model(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
