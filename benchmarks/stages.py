@@ -49,14 +49,14 @@ def cpu_stages(blobs: list[bytes], size: int, views: int) -> dict[str, float]:
     return out
 
 
-def model_ms(kind: str, precision: str, squares: np.ndarray, batch_size: int) -> tuple[float, float, str]:
+def model_ms(kind: str, precision: str, photos: list, batch_size: int) -> tuple[float, float, str]:
     """The bare model on the photos' inputs, batches of batch_size, all cores, and the same photos
     through featurize_photos (the model, the feature maps' crops and their model calls):
     (ms per photo, ms per photo, what ran)."""
     from models.featurizer import FeaturizerSpec, build_featurizer, featurize_photos
-    from models.preprocess import DETAIL, model_inputs
+    from models.preprocess import model_inputs
 
-    inputs = model_inputs(squares, squares.shape[1] // DETAIL)
+    inputs = model_inputs(photos)
 
     spec = FeaturizerSpec(kind, WEIGHTS[kind], inputs.shape[1], precision).validated()
     featurizer = build_featurizer(spec, threads=os.cpu_count())
@@ -66,10 +66,10 @@ def model_ms(kind: str, precision: str, squares: np.ndarray, batch_size: int) ->
     def run() -> int:
         return sum(len(featurizer.featurize(b)) for b in batches)
 
-    square_batches = [squares[i : i + batch_size] for i in range(0, len(squares), batch_size)]
+    photo_batches = [photos[i : i + batch_size] for i in range(0, len(photos), batch_size)]
 
     def framed() -> int:
-        return sum(len(featurize_photos(featurizer, b)) for b in square_batches)
+        return sum(len(featurize_photos(featurizer, b)) for b in photo_batches)
 
     return ms_per_item(run, min_s=5.0), ms_per_item(framed, min_s=5.0), featurizer.precision
 
@@ -96,7 +96,7 @@ def main() -> None:
     p.add_argument("--featurizers", nargs="+", default=list(WEIGHTS), choices=list(WEIGHTS))
     args = p.parse_args()
     from batch.config import DEFAULT_AUGMENT_VIEWS
-    from models.preprocess import open_for_model, photo_square
+    from models.preprocess import preprocess_photo
 
     views = DEFAULT_AUGMENT_VIEWS if args.views is None else args.views
     data = require_fruits360(args.data, "Training")
@@ -106,11 +106,11 @@ def main() -> None:
     cpu = cpu_stages(blobs, size, views)
     for name, ms in cpu.items():
         print(f"  {name:<32} {ms:8.2f} ms")
-    squares = np.stack([photo_square(open_for_model(b, size), size) for b in blobs])
+    photos = [preprocess_photo(b, size) for b in blobs]
     models = {}
     for kind in args.featurizers:
         for precision in PRECISIONS:
-            ms, framed_ms, ran = model_ms(kind, precision, squares, args.batch_size)
+            ms, framed_ms, ran = model_ms(kind, precision, photos, args.batch_size)
             models[kind, ran] = framed_ms
             print(
                 f"  model {kind} {ran} (batch {args.batch_size}) {ms:8.2f} ms  {1000 / ms:7.1f} img/s"

@@ -80,7 +80,7 @@ def predict(
                 skipped.append({"uri": uri, "code": "unreadable", "error": str(exc)})
         if not inputs:
             continue
-        results = classifier.classify(classifier.project(classifier.featurize(np.stack(inputs))), top_k)
+        results = classifier.classify(classifier.project(classifier.featurize(inputs)), top_k)
         for (uri, label), result in zip(batch, results, strict=True):
             predictions.append(
                 Prediction(uri, label, result.label, result.known, [m.label for m in result.top_k])

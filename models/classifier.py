@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -16,7 +16,8 @@ from models.manifest import Manifest
 from models.preprocess import (
     DEFAULT_MAX_PIXELS,
     PREPROCESSING_VERSION,
-    empty_scene_squares,
+    Photo,
+    empty_scene_photos,
     preprocess_photo,
 )
 from models.probe import FruitProbe
@@ -170,7 +171,7 @@ class Classifier:
         # Where the model puts photos of a bare backdrop (white, black, ...): a photo nearer to
         # one of them than to every class shows no fruit (a blank page, a covered lens). Derived
         # from the model alone, so the bundle needs no field for it.
-        self.empty_scenes = self.project(self.featurize(empty_scene_squares(featurizer.spec.image_size)))
+        self.empty_scenes = self.project(self.featurize(empty_scene_photos(featurizer.spec.image_size)))
         self._plain_empty_scenes = plain_coordinates(self.empty_scenes, self._plain_map)
 
     @property
@@ -202,14 +203,14 @@ class Classifier:
         ranked = sorted(sums.items(), key=lambda kv: -kv[1])[:n]
         return [FruitScore(fruit, score) for fruit, score in ranked]
 
-    def preprocess(self, photo: bytes) -> np.ndarray:
-        """Bytes -> the photo's square (DETAIL x s a side, 3 channels, uint8; models.preprocess);
+    def preprocess(self, photo: bytes) -> Photo:
+        """Bytes -> the decoded photo and its model input (models.preprocess.preprocess_photo);
         raises models.preprocess.ImageError."""
         return preprocess_photo(photo, self.featurizer.spec.image_size, max_pixels=self.max_pixels)
 
-    def featurize(self, inputs: np.ndarray) -> np.ndarray:
-        """Photo squares (n, DETAIL x s, DETAIL x s, 3) -> features (n, D): the model calls, the
-        expensive step (a second call for the photos whose fruit is small in the frame)."""
+    def featurize(self, inputs: Sequence[Photo]) -> np.ndarray:
+        """Photos -> features (n, D): the model calls, the expensive step (a second call for the
+        photos whose fruit is small in the frame)."""
         return featurize_photos(self.featurizer, inputs)
 
     def project(self, features: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
@@ -17,7 +17,7 @@ from models.augment import AugmentSpec, augmented_views
 from models.efficientnet_lite import FEATURE_DIM as LITE0_FEATURE_DIM
 from models.framing import object_box
 from models.imagenet import ImageNetHead
-from models.preprocess import ImageError, crop_input, model_inputs, open_for_model, photo_square
+from models.preprocess import ImageError, Photo, crop_input, model_inputs, open_for_model, photo_of
 
 DEFAULT_IMAGE_SIZE = 224  # the size ResNet50 and EfficientNet-Lite0 were trained at
 # Networks with learnt weights; "pixels:N" is the resize-only baseline.
@@ -418,12 +418,12 @@ def build_featurizer(
     return network(spec, threads=threads, weights_file=weights_file, expected_sha256=expected_sha256)
 
 
-def featurize_photos(featurizer: Featurizer, squares: np.ndarray) -> np.ndarray:
-    """Photo squares (models.preprocess.preprocess_photo) -> (n, dim) features, as the job and
-    the service compute them: the whole photo's, or, where the network's feature map shows the
+def featurize_photos(featurizer: Featurizer, photos: Sequence[Photo]) -> np.ndarray:
+    """Photos (models.preprocess.preprocess_photo) -> (n, dim) features, as the job and the
+    service compute them: the whole photo's, or, where the network's feature map shows the
     object in a small part of the frame (models.framing), the features of the crop around it."""
     size = featurizer.spec.image_size
-    inputs = model_inputs(squares, size)
+    inputs = model_inputs(photos)
     maps = getattr(featurizer, "feature_maps", None)
     if maps is None:  # the pixel baseline has no feature map
         return featurizer.featurize(inputs)
@@ -431,7 +431,7 @@ def featurize_photos(featurizer: Featurizer, squares: np.ndarray) -> np.ndarray:
     features = pooled(feature_maps)
     boxes = {i: box for i, fm in enumerate(feature_maps) if (box := object_box(fm)) is not None}
     if boxes:
-        crops = np.stack([crop_input(squares[i], box, size) for i, box in boxes.items()])
+        crops = np.stack([crop_input(photos[i], box, size) for i, box in boxes.items()])
         features[list(boxes)] = featurizer.featurize(crops)
     return features
 
@@ -456,20 +456,20 @@ def featurize_views(
 
     Returns (len(photos), 1 + views, dim) features and one error per photo: a photo that
     cannot be decoded gets NaN rows and its error. Every view goes through the same
-    `photo_square` and `featurize_photos` as the photo itself, the functions the service runs.
+    `photo_of` and `featurize_photos` as the photo itself, the functions the service runs.
     """
     size = featurizer.spec.image_size
     augment = augment or AugmentSpec()
     per_photo = 1 + augment.views
     out = np.full((len(photos), per_photo, featurizer.dim), np.nan, dtype=np.float32)
     errors: list[ImageError | None] = [None] * len(photos)
-    pending: list[np.ndarray] = []
+    pending: list[Photo] = []
     slots: list[tuple[int, int]] = []
 
     def flush() -> None:
         if pending:
             rows, views = zip(*slots, strict=True)
-            out[list(rows), list(views)] = featurize_photos(featurizer, np.stack(pending))
+            out[list(rows), list(views)] = featurize_photos(featurizer, pending)
             pending.clear()
             slots.clear()
 
@@ -480,7 +480,7 @@ def featurize_views(
             errors[i] = exc
             continue
         for v, view in enumerate([img, *augmented_views(img, photo, augment)]):
-            pending.append(photo_square(view, size))
+            pending.append(photo_of(view, size))
             slots.append((i, v))
             if len(pending) >= batch_size:
                 flush()

@@ -1,4 +1,4 @@
-"""Photo bytes -> the photo's square and the model's input: the one preprocessing path shared by
+"""Photo bytes -> the decoded photo and the model's input: the one preprocessing path shared by
 the job and the service."""
 
 from __future__ import annotations
@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -13,9 +15,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Changes whenever the pixels a photo becomes change: bundles record it, the service and an
 # incremental refresh refuse features made by another version (history: docs/decisions.md).
-PREPROCESSING_VERSION = "square-2"
-# The photo's square is kept at this multiple of the model's side: the model sees it reduced, and
-# a crop of the object (models.framing) is cut from it at up to this much more detail.
+PREPROCESSING_VERSION = "square-3"
+# A photo keeps at least this multiple of the model's side: a crop of the object
+# (models.framing) is cut from it at up to this much more detail than the whole photo has.
 DETAIL = 2
 
 # Formats we accept, detected from the bytes (never from a file name or content type).
@@ -141,40 +143,44 @@ def _grey_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class Photo:
+    """A decoded photo, ready for the model: `input` is its white-padded square at the model's
+    side; a crop (crop_input) is cut later from `image`, which keeps DETAIL x that detail."""
+
+    image: Image.Image  # upright RGB, its square's side at most 2 x DETAIL x the model's
+    square: tuple[float, float, float]  # the square (left, top, side) around it, in its pixels
+    input: np.ndarray  # (size, size, 3) uint8
+
+
+def photo_of(img: Image.Image, size: int) -> Photo:
+    """An upright RGB image -> its Photo for a model of input side `size`. With pretrained weights
+    every crafted step (white balance, relighting, turning, blur) cost accuracy (docs/decisions.md)."""
+    side = max(img.width, img.height)
+    factor = side // (DETAIL * size)
+    if factor >= 2:  # keep the detail a crop can use, not a phone sensor's (a box filter, in C)
+        img = img.reduce(factor)
+    side = max(img.width, img.height)
+    square = ((img.width - side) / 2, (img.height - side) / 2, float(side))
+    return Photo(img, square, np.asarray(_square_on_white(img, square, size), dtype=np.uint8))
+
+
 def to_model_input(img: Image.Image, size: int) -> np.ndarray:
-    """The model's input for the whole photo: its square (photo_square), reduced to size x size,
-    float32 RGB in [0, 255]. With pretrained weights every crafted step (white balance,
-    relighting, turning, blur) cost accuracy (docs/decisions.md)."""
-    return model_inputs(photo_square(img, size)[None], size)[0]
+    """The model's input for the whole photo: (size, size, 3) float32 RGB in [0, 255]."""
+    return photo_of(img, size).input.astype(np.float32)
 
 
-def photo_square(img: Image.Image, size: int) -> np.ndarray:
-    """The photo padded to a white square (centred) at DETAIL x size: (side, side, 3) uint8."""
-    side = float(max(img.width, img.height))
-    square = ((img.width - side) / 2, (img.height - side) / 2, side)
-    return np.asarray(_square_on_white(img, square, DETAIL * size), dtype=np.uint8)
+def model_inputs(photos: Sequence[Photo]) -> np.ndarray:
+    """Photos -> the model's inputs for the whole photos, (n, size, size, 3) float32 in [0, 255]."""
+    return np.stack([p.input for p in photos]).astype(np.float32)
 
 
-def model_inputs(squares: np.ndarray, size: int) -> np.ndarray:
-    """Photo squares (n, DETAIL x size, ..., 3) uint8 -> the model's inputs (n, size, size, 3)
-    float32 in [0, 255]: each DETAIL x DETAIL block averaged (summed exactly in uint16)."""
-    if squares.shape[1:3] != (DETAIL * size, DETAIL * size):
-        raise ValueError(f"photo squares of side {DETAIL * size} expected, got {squares.shape[1:3]}")
-    total = np.zeros((len(squares), size, size, 3), dtype=np.uint16)
-    for dy in range(DETAIL):
-        for dx in range(DETAIL):
-            total += squares[:, dy::DETAIL, dx::DETAIL]
-    return total.astype(np.float32) * np.float32(1 / DETAIL**2)
-
-
-def crop_input(square: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
-    """The part (left, top, side, as fractions of the square) of a photo square, resized to
-    the model's input (size, size, 3) float32."""
-    left, top, side = (v * square.shape[0] for v in box)
-    img = Image.fromarray(square).resize(
-        (size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side), reducing_gap=3.0
-    )
-    return np.asarray(img, dtype=np.float32)
+def crop_input(photo: Photo, box: tuple[float, float, float], size: int) -> np.ndarray:
+    """The part (left, top, side, as fractions of the photo's square) of a photo, resized to the
+    model's input (size, size, 3) float32; outside the photo is white, as in its square."""
+    left, top, side = photo.square
+    part = (left + box[0] * side, top + box[1] * side, box[2] * side)
+    return np.asarray(_square_on_white(photo.image, part, size), dtype=np.float32)
 
 
 def _square_on_white(img: Image.Image, square, size: int) -> Image.Image:
@@ -197,25 +203,25 @@ def _square_on_white(img: Image.Image, square, size: int) -> Image.Image:
 EMPTY_SCENE_COLOURS = tuple((r, g, b) for r in (0, 128, 255) for g in (0, 128, 255) for b in (0, 128, 255))
 
 
-def empty_scene_squares(size: int, colours=EMPTY_SCENE_COLOURS) -> np.ndarray:
-    """Squares (preprocess_photo) of photos that show only a flat backdrop of each colour: the
-    references for "no fruit"."""
-    return np.stack([photo_square(Image.new("RGB", (size, size), c), size) for c in colours])
+def empty_scene_photos(size: int, colours=EMPTY_SCENE_COLOURS) -> list[Photo]:
+    """Photos (preprocess_photo) that show only a flat backdrop of each colour: the references
+    for "no fruit"."""
+    return [photo_of(Image.new("RGB", (size, size), c), size) for c in colours]
 
 
 def open_for_model(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode a photo for a model of input side `size`, or raise ImageError.
 
-    A large JPEG is decoded at >= DETAIL x the model's side, the photo square's (a reduced JPEG
-    decode is ~10x faster, and the square keeps the detail a crop needs).
+    A large JPEG is decoded at >= DETAIL x the model's side (a reduced JPEG decode is ~10x
+    faster, and keeps the detail a crop needs).
     """
     return open_image(data, max_pixels=max_pixels, min_side=DETAIL * size)
 
 
-def preprocess_photo(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """THE preprocessing function: bytes -> the photo's square, (DETAIL x size, ..., 3) uint8 RGB.
-    models.featurizer.featurize_photos makes features of it."""
-    return photo_square(open_for_model(data, size, max_pixels=max_pixels), size)
+def preprocess_photo(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """THE preprocessing function: bytes -> the Photo (photo_of) that
+    models.featurizer.featurize_photos makes features of."""
+    return photo_of(open_for_model(data, size, max_pixels=max_pixels), size)
 
 
 def preprocess_image(data: bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

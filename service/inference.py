@@ -13,6 +13,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from models.classifier import Classification, Classifier
+from models.preprocess import Photo
 from service.batching import MicroBatcher, Overloaded
 from service.settings import Settings
 
@@ -77,9 +78,9 @@ class InferencePipeline:
         await self._batcher.stop()
         await self._scorer.stop()
 
-    def _featurize_batch(self, classifier: Classifier, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def _featurize_batch(self, classifier: Classifier, inputs: list[Photo]) -> list[np.ndarray]:
         with self.model_lock:
-            return list(classifier.featurize(np.stack(inputs)))
+            return list(classifier.featurize(inputs))
 
     @staticmethod
     def _score_batch(classifier: Classifier, photos: list[_Scoring]) -> list[_Answer]:
@@ -98,7 +99,7 @@ class InferencePipeline:
         features = await self._batcher.submit(inputs, key=classifier)
         return await self._scorer.submit(_Scoring(features, top_k), key=classifier)
 
-    async def _decode(self, classifier: Classifier, photo: bytes) -> np.ndarray:
+    async def _decode(self, classifier: Classifier, photo: bytes) -> Photo:
         if self._decodes.locked() and self._decode_waiting >= self._max_decode_waiting:
             raise Overloaded(f"{self._decode_waiting} photos are already waiting to be decoded")
         self._decoding += 1

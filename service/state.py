@@ -9,7 +9,7 @@ import threading
 from models.bundle import BundleError, read_bundle
 from models.classifier import Classifier
 from models.featurizer import Featurizer, build_featurizer
-from models.preprocess import EMPTY_SCENE_COLOURS, empty_scene_squares
+from models.preprocess import EMPTY_SCENE_COLOURS, empty_scene_photos
 from models.storage import Storage
 from service.settings import Settings
 
@@ -37,7 +37,7 @@ def load_classifier(
         )
         # Building the classifier ran one batch; a call of another batch size makes Keras
         # trace its batch-size-generic graph now rather than during the first request (~2 s).
-        classifier.featurize(empty_scene_squares(spec.image_size, EMPTY_SCENE_COLOURS[:1]))
+        classifier.featurize(empty_scene_photos(spec.image_size, EMPTY_SCENE_COLOURS[:1]))
     return classifier
 
 

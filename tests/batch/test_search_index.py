@@ -130,7 +130,7 @@ def test_indexed_answers_equal_exact_answers_on_the_test_photos(classifiers, dat
     assert (indexed.search_kind, exact.search_kind) == ("faiss-ivf-flat", "exact")
     photos = sorted((dataset / "Test").rglob("*.jpg"))
     assert len(photos) >= 30
-    inputs = np.stack([exact.preprocess(p.read_bytes()) for p in photos])
+    inputs = [exact.preprocess(p.read_bytes()) for p in photos]
     embeddings = exact.project(exact.featurize(inputs))
     got, want = indexed.classify(embeddings, 5), exact.classify(embeddings, 5)
     for photo, g, w in zip(photos, got, want, strict=True):
@@ -154,7 +154,7 @@ def test_the_index_finds_exact_search_nearest_row_for_the_test_photos(indexed_ru
     bundle = read_bundle(str(root))
     _, exact = classifiers
     photos = sorted((dataset / "Test").rglob("*.jpg"))
-    embeddings = exact.project(exact.featurize(np.stack([exact.preprocess(p.read_bytes()) for p in photos])))
+    embeddings = exact.project(exact.featurize([exact.preprocess(p.read_bytes()) for p in photos]))
     want_d, want_i = ExactSearch(bundle.embeddings).search(embeddings, 1)
     got_d, got_i = bundle.search_index.search(embeddings, 1)
     recall = np.mean((got_i[:, 0] == want_i[:, 0]) | (got_d[:, 0] <= want_d[:, 0] + 1e-12))
@@ -166,7 +166,7 @@ def test_with_few_neighbours_the_shown_classes_are_still_measured_exactly(classi
     indexed, exact = classifiers
     few = Classifier(indexed.bundle, indexed.featurizer, neighbours=8)
     photos = sorted((dataset / "Test").rglob("*.jpg"))
-    embeddings = exact.project(exact.featurize(np.stack([exact.preprocess(p.read_bytes()) for p in photos])))
+    embeddings = exact.project(exact.featurize([exact.preprocess(p.read_bytes()) for p in photos]))
     for photo, g, w in zip(photos, few.classify(embeddings, 3), exact.classify(embeddings, 3), strict=True):
         assert (g.label, g.known) == (w.label, w.known), photo
         assert [m.label for m in g.top_k] == [m.label for m in w.top_k], photo
@@ -203,6 +203,6 @@ def test_the_service_loads_the_index_and_shows_it_in_model_info(indexed_run, dat
     assert (search["kind"], search["chosen_by"]) == ("faiss-ivf-flat", "ivf")
     assert search["lists"] >= 1 and search["nprobe"] >= 1
     assert resp.status_code == 200, resp.text
-    want = exact.classify(exact.project(exact.featurize(exact.preprocess(photo)[None])), 1)[0]
+    want = exact.classify(exact.project(exact.featurize([exact.preprocess(photo)])), 1)[0]
     body = resp.json()
     assert (body["known"], body["top_k"][0]["label"]) == (want.known, want.label)

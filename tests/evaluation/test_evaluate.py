@@ -68,17 +68,15 @@ def expected(job_run, dataset):
     photos = sorted((dataset / "Test").rglob("*.jpg"))
     model = ResNet50Featurizer(FeaturizerSpec("resnet50", TEST_WEIGHTS, TEST_IMAGE_SIZE))
     features = featurize_photos(
-        model, np.stack([preprocess_photo(p.read_bytes(), TEST_IMAGE_SIZE) for p in photos])
+        model, [preprocess_photo(p.read_bytes(), TEST_IMAGE_SIZE) for p in photos]
     ).astype(np.float64)
     # "no fruit": nearer to a photo of a flat backdrop (0/128/255 per channel) than to every class
-    flats = np.stack(
-        [
-            preprocess_photo(encode(Image.new("RGB", (40, 40), (r, g, b)), "PNG"), TEST_IMAGE_SIZE)
-            for r in (0, 128, 255)
-            for g in (0, 128, 255)
-            for b in (0, 128, 255)
-        ]
-    )
+    flats = [
+        preprocess_photo(encode(Image.new("RGB", (40, 40), (r, g, b)), "PNG"), TEST_IMAGE_SIZE)
+        for r in (0, 128, 255)
+        for g in (0, 128, 255)
+        for b in (0, 128, 255)
+    ]
     flat_features = featurize_photos(model, flats).astype(np.float64)
     empties = np.stack([expected_embedding(vdir, f) for f in flat_features])
     rows = []

@@ -135,9 +135,9 @@ def small_on_a_page(photo: Path, k: int) -> bytes:
 def test_a_fruit_small_in_the_frame_is_cropped_and_then_named(lite0):
     photos = sorted(FIXTURES.glob("*/*.jpg"))
     pages = [small_on_a_page(p, k) for k, p in enumerate(photos)]
-    squares = np.stack([preprocess_photo(page, 224) for page in pages])
-    framed = featurize_photos(lite0, squares)
-    whole = lite0.featurize(model_inputs(squares, 224))
+    decoded = [preprocess_photo(page, 224) for page in pages]
+    framed = featurize_photos(lite0, decoded)
+    whole = lite0.featurize(model_inputs(decoded))
     cropped = np.any(framed != whole, axis=1)
     assert cropped.mean() >= 0.9, f"{cropped.sum()}/40 cropped"
 

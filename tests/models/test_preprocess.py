@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from models.preprocess import (
+    DETAIL,
     ImageError,
     crop_input,
-    empty_scene_squares,
+    empty_scene_photos,
     model_inputs,
     open_image,
     preprocess_image,
@@ -99,33 +100,47 @@ def test_model_input_pads_to_a_white_square_then_resizes():
     assert (out[3:5] == 0).all()  # the black band stays in the middle
 
 
-def test_the_photo_square_is_kept_at_twice_the_side_and_the_model_sees_it_block_averaged():
+def test_the_photo_keeps_its_decoded_pixels_and_the_model_input_is_its_padded_square():
     img = Image.new("RGB", (30, 10), (0, 0, 0))
     img.paste((200, 100, 50), (0, 0, 15, 10))
-    square = preprocess_photo(encode(img, "PNG"), 6)
-    assert square.shape == (12, 12, 3) and square.dtype == np.uint8
-    assert (square[0] == 255).all() and (square[-1] == 255).all()  # padded white above and below
-    inputs = model_inputs(square[None], 6)
-    assert inputs.shape == (1, 6, 6, 3) and inputs.dtype == np.float32
-    expected = square.astype(np.float64).reshape(6, 2, 6, 2, 3).mean(axis=(1, 3))
-    np.testing.assert_allclose(inputs[0], expected, atol=1e-4)
-    np.testing.assert_array_equal(preprocess_image(encode(img, "PNG"), 6), inputs[0])
+    photo = preprocess_photo(encode(img, "PNG"), 8)
+    assert 2 * DETAIL * 8 > 30 and photo.image.size == (30, 10)  # small: kept as decoded
+    assert photo.square == (0.0, -10.0, 30.0)  # centred: 10 rows of white above, 10 below
+    assert photo.input.shape == (8, 8, 3) and photo.input.dtype == np.uint8
+    assert (photo.input[:2] == 255).all() and (photo.input[-2:] == 255).all()
+    assert (photo.input[4, 0] == (200, 100, 50)).all() and (photo.input[4, -1] == 0).all()
+    inputs = model_inputs([photo, photo])
+    assert inputs.shape == (2, 8, 8, 3) and inputs.dtype == np.float32
+    np.testing.assert_array_equal(inputs[1], photo.input)
+    np.testing.assert_array_equal(preprocess_image(encode(img, "PNG"), 8), photo.input)
 
 
-def test_a_crop_is_cut_from_the_square_at_its_detail():
-    square = np.full((40, 40, 3), 255, dtype=np.uint8)
-    square[20:30, 0:10] = (10, 200, 10)  # a green patch in the lower-left quarter
-    crop = crop_input(square, (0.0, 0.5, 0.25), 8)  # left 0, top 20 px, side 10 px
-    assert crop.shape == (8, 8, 3)
+def test_a_big_photo_is_reduced_by_a_whole_factor_to_the_detail_a_crop_uses():
+    img = Image.new("RGB", (96, 48), (0, 0, 0))
+    img.paste((250, 0, 0), (0, 0, 48, 48))
+    photo = preprocess_photo(encode(img, "PNG"), 8)  # 96 // (DETAIL x 8) = 6: reduced 6x
+    assert 96 // (DETAIL * 8) == 6 and photo.image.size == (16, 8)
+    assert photo.square == (0.0, -4.0, 16.0)
+    np.testing.assert_array_equal(np.asarray(photo.image)[:, :8], np.full((8, 8, 3), (250, 0, 0)))
+
+
+def test_a_crop_is_cut_from_the_photo_at_its_detail_and_white_beyond_it():
+    img = Image.new("RGB", (40, 20), (255, 255, 255))
+    img.paste((10, 200, 10), (0, 10, 10, 20))  # a green patch in the photo's lower-left corner
+    photo = preprocess_photo(encode(img, "PNG"), 8)  # square: left 0, top -10, side 40
+    crop = crop_input(photo, (0.0, 0.5, 0.25), 8)  # left 0, top 10 px, side 10 px of the photo
+    assert crop.shape == (8, 8, 3) and crop.dtype == np.float32
     assert np.abs(crop[1:-1, 1:-1] - (10, 200, 10)).max() <= 1  # the patch fills the crop
     assert (crop[..., 0] < 128).all()  # the rim blends a little of the white beyond it
+    outside = crop_input(photo, (0.5, 0.0, 0.25), 8)  # above the photo: the square's padding
+    assert (outside == 255).all()
 
 
 def test_empty_scenes_are_flat_backdrops():
-    scenes = empty_scene_squares(16)
-    assert scenes.shape == (27, 32, 32, 3)
-    assert any((s == 255).all() for s in scenes)  # the white Fruits-360 backdrop
-    assert all((s == s[0, 0]).all() for s in scenes)
+    scenes = empty_scene_photos(16)
+    assert len(scenes) == 27 and all(s.input.shape == (16, 16, 3) for s in scenes)
+    assert any((s.input == 255).all() for s in scenes)  # the white Fruits-360 backdrop
+    assert all((s.input == s.input[0, 0]).all() for s in scenes)
 
 
 @pytest.mark.parametrize(

@@ -25,10 +25,10 @@ class StandInClassifier:
     def preprocess(self, photo: bytes) -> np.ndarray:
         return np.frombuffer(photo, dtype=np.uint8).astype(np.float32)
 
-    def featurize(self, inputs: np.ndarray) -> np.ndarray:
+    def featurize(self, inputs: list[np.ndarray]) -> np.ndarray:  # a list, as Classifier's
         self.model_calls.append(len(inputs))
         self.threads["featurize"] = threading.current_thread().name
-        return inputs + 1
+        return np.stack(inputs) + 1
 
     def project(self, features: np.ndarray) -> np.ndarray:
         return features * 2
