@@ -146,7 +146,8 @@ def _grey_to_8bit(arr: np.ndarray, mode: str) -> np.ndarray:
 @dataclass(frozen=True, eq=False)
 class Photo:
     """A decoded photo, ready for the model: `input` is its white-padded square at the model's
-    side; a crop (crop_input) is cut later from `image`, which keeps DETAIL x that detail."""
+    side; a crop (crop_input) is cut later from `image`, which keeps up to 2 x DETAIL x that
+    detail (what the photo has, when it has less)."""
 
     image: Image.Image  # upright RGB, its square's side at most 2 x DETAIL x the model's
     square: tuple[float, float, float]  # the square (left, top, side) around it, in its pixels
