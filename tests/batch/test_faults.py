@@ -34,6 +34,10 @@ PHOTOS_PER_CLASS = 4  # x 3 classes, 4 photos a partition: the featurize stage h
 PAUSE_LIMIT_S = 240  # a job that never reaches its point fails the test well before the timeout
 # Points reached before the version's manifest is written: that version must not be readable.
 BEFORE_MANIFEST = POINTS[: POINTS.index("wrote:manifest.json")]
+# The arrays are written by one loop (models.bundle): its first array and the catalog after the
+# last bound it, so the middle array's point is not killed at as well (each kill is a job's run,
+# ~30 s of the suite); tests/models/test_bundle.py checks that a version passes them in order.
+KILLED_AT = [p for p in POINTS if p != "wrote:embeddings.npy"]
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +118,7 @@ def assert_serves(root: Path, version: str) -> None:
     assert classifier.bundle.version == version
 
 
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("point", KILLED_AT)
 def test_a_job_killed_at_a_point_leaves_current_loadable_and_the_next_run_publishes(
     point, spark, photos, pristine, tmp_path
 ):

@@ -108,6 +108,14 @@ def standalone_cluster(tmp: Path) -> Iterator[str]:
             stop_process(proc, timeout_s=30)
 
 
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """One standalone cluster for this module's jobs: (master URL, the worker's work folder)."""
+    tmp = tmp_path_factory.mktemp("standalone")
+    with standalone_cluster(tmp) as master:
+        yield master, tmp / "work"
+
+
 def submit_job(tmp: Path, master: str, cwd: Path, *args: str) -> None:
     """spark-submit of the job to the standalone master (one core and 1 GB per executor), run
     from `cwd`; fails the test with the end of its log unless it succeeds."""
@@ -128,7 +136,7 @@ def submit_job(tmp: Path, master: str, cwd: Path, *args: str) -> None:
 @pytest.mark.cluster
 @pytest.mark.spark
 @pytest.mark.slow
-def test_spark_submit_on_a_standalone_cluster_matches_local(spark, tmp_path):
+def test_spark_submit_on_a_standalone_cluster_matches_local(spark, cluster, tmp_path):
     photos = copy_photos(tmp_path / "photos", "Training", LABELS, 4)
     args = [
         "--input",
@@ -143,8 +151,8 @@ def test_spark_submit_on_a_standalone_cluster_matches_local(spark, tmp_path):
         "fp32",  # the local run's spec below; the CLI's default follows the CPU
     ]
     cluster_root = tmp_path / "cluster-bundles"
-    with standalone_cluster(tmp_path) as master:
-        submit_job(tmp_path, master, tmp_path, *args, "--output", str(cluster_root))
+    master, _ = cluster
+    submit_job(tmp_path, master, tmp_path, *args, "--output", str(cluster_root))
     on_cluster = read_bundle(str(cluster_root))
     assert on_cluster.manifest.spark.master == master
 
@@ -174,7 +182,7 @@ def test_spark_submit_on_a_standalone_cluster_matches_local(spark, tmp_path):
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_executors_need_no_access_to_the_weights_file(tmp_path):
+def test_executors_need_no_access_to_the_weights_file(cluster, tmp_path):
     """The weights file exists only for the driver: a path relative to the driver's working
     folder, which an executor (running in the worker's own work folder) cannot open. The driver
     resolves it once and Spark ships its copy; the old code, where every executor opened the
@@ -186,15 +194,17 @@ def test_executors_need_no_access_to_the_weights_file(tmp_path):
     reference._model.save_weights(driver_dir / weights)
     photos = copy_photos(tmp_path / "photos", "Training", LABELS, 2)
     root = tmp_path / "bundles"
-    with standalone_cluster(tmp_path) as master:
-        submit_job(
-            tmp_path,
-            master,
-            driver_dir,
-            *["--input", str(photos), "--output", str(root), "--weights", str(weights)],
-            *["--image-size", str(TEST_IMAGE_SIZE), "--images-per-partition", "3", "--augment", "0"],
-        )
-        executor_dirs = [d for d in (tmp_path / "work").glob("app-*/*") if d.is_dir()]
+    master, work = cluster
+    earlier = set(work.glob("app-*"))  # the module's other application ran on this worker too
+    submit_job(
+        tmp_path,
+        master,
+        driver_dir,
+        *["--input", str(photos), "--output", str(root), "--weights", str(weights)],
+        *["--image-size", str(TEST_IMAGE_SIZE), "--images-per-partition", "3", "--augment", "0"],
+    )
+    apps = set(work.glob("app-*")) - earlier
+    executor_dirs = [d for app in apps for d in app.iterdir() if d.is_dir()]
     assert executor_dirs and not any((d / weights).exists() for d in executor_dirs)
     manifest = read_bundle(str(root)).manifest
     assert manifest.spark.master == master

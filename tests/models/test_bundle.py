@@ -107,6 +107,23 @@ def test_round_trip_and_pointer(tmp_path):
     assert list_versions(str(tmp_path)) == [b.version]
 
 
+def test_a_version_is_written_past_the_fault_points_in_their_order(tmp_path, monkeypatch):
+    # tests/batch/test_faults.py kills the job at the first array and after the catalog, not
+    # at each array between: the points between must come from the same loop, in this order.
+    from models import bundle as bundle_module
+    from models.faults import POINTS
+
+    seen: list[str] = []
+    monkeypatch.setattr(bundle_module, "checkpoint", seen.append)
+    b = make_bundle()
+    write_version(str(tmp_path), b)
+    arrays = [f"wrote:{name}.npy" for name in b.arrays()]
+    assert seen == [*arrays, "wrote:catalog.json", "wrote:manifest.json"]
+    written = [p for p in POINTS if p.startswith("wrote:") and p != "wrote:features"]
+    assert [p for p in seen if p in POINTS] == written
+    assert seen.index("wrote:scaler_mean.npy") == 0 < seen.index("wrote:embeddings.npy")
+
+
 def test_corrupted_file_is_refused(tmp_path):
     b = make_bundle()
     vdir = write_version(str(tmp_path), b)
