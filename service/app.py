@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
+from threadpoolctl import threadpool_limits
 
 from service.access import API_KEY_HEADER, ApiAccessMiddleware
 from service.admin import router as admin_router
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        threadpool_limits(settings.blas_threads, user_api="blas")  # for the process's life
         holder.current = await run_in_threadpool(load_classifier, settings)
         service_metrics.model_in_service(holder.current)
         await pipeline.start()

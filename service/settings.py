@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     )
     photo_max_age_s: int = Field(86400, ge=0, description="Cache-Control max-age of /v1/photos answers")
     tf_threads: int | None = Field(None, ge=1)
+    blas_threads: int = Field(
+        1,
+        ge=1,
+        description="numpy's BLAS threads (search, probe, projection): the model has its own pool, "
+        "and BLAS threads spinning beside it made the model calls slower and their times uneven",
+    )
     log_level: str = "info"
     # Micro-batching (service/batching.py): concurrent photos share one model call.
     max_batch_size: int = Field(32, ge=1, le=256, description="photos per model call, at most")

@@ -25,3 +25,34 @@ def test_the_admin_token_is_read_from_the_environment(monkeypatch):
     monkeypatch.setenv("ADMIN_TOKEN", "short")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def _blas_threads() -> set[int]:
+    from threadpoolctl import threadpool_info
+
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
+def test_the_service_runs_numpy_blas_on_the_threads_its_settings_give(job_run):
+    # Two BLAS threads spinning beside the model's own pool made its calls slower and uneven
+    # (docs/decisions.md); the service caps them when it starts, for the process's life.
+    import asyncio
+
+    from threadpoolctl import threadpool_limits
+
+    from service.app import create_app
+
+    root, _ = job_run
+    app = create_app(Settings(artifacts_uri=str(root), blas_threads=1, reload_interval_s=0))
+    before = threadpool_limits(None)  # this process's limits, restored after the test
+
+    async def serve_and_look() -> set[int]:
+        async with app.router.lifespan_context(app):
+            return _blas_threads()
+
+    try:
+        threadpool_limits(2, user_api="blas")  # what a 2-core machine starts with
+        assert _blas_threads() == {2}, "numpy has no BLAS library threadpoolctl can set"
+        assert asyncio.run(serve_and_look()) == {1}
+    finally:
+        before.restore_original_limits()
