@@ -28,30 +28,49 @@ REPORT_DIR = "report"
 INDEX = "index.html"
 
 
-def held_out_answers(bundle: ArtifactBundle) -> tuple[np.ndarray, np.ndarray]:
-    """Class distances of every training photo classified against the OTHER photos (its own
-    augmented views left out too), exactly as the service classifies a new photo; and the
-    photos' true classes."""
-    originals = bundle.views == 0
+# Photos the report classifies held out: each is a search over every reference row, so the
+# report's cost grows with photos x rows. Past this many, a seeded sample, balanced by class.
+REPORT_PHOTOS = 6000
+
+
+def report_photos(bundle: ArtifactBundle, limit: int = REPORT_PHOTOS, seed: int = 0) -> np.ndarray:
+    """Row indices of the training photos (not their views) the report classifies: all of them
+    up to `limit`; past it, at most ceil(limit / classes) of each class, drawn with `seed`."""
+    photos = np.flatnonzero(bundle.views == 0)
+    if len(photos) <= limit:
+        return photos
+    per_class = -(-limit // len(bundle.classes))
+    rng = np.random.default_rng(seed)
+    label_idx = bundle.label_idx[photos]
+    chosen = [
+        rng.choice(members, min(per_class, len(members)), replace=False)
+        for members in (photos[label_idx == c] for c in range(len(bundle.classes)))
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def held_out_answers(bundle: ArtifactBundle, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class distances of the training photos `queries` (row indices) classified against the
+    OTHER photos (their own augmented views left out too), exactly as the service classifies a
+    new photo; and their true classes."""
     label_idx, groups = bundle.label_idx, bundle.photo_idx
     dist, _ = class_distances(
-        bundle.embeddings[originals],
+        bundle.embeddings[queries],
         bundle.embeddings,
         label_idx,
         len(bundle.classes),
-        query_groups=groups[originals],
+        query_groups=groups[queries],
         row_groups=groups,
         row_scale=view_scale(bundle.views, bundle.manifest.calibration.view_distance_factor),
     )
-    return dist, label_idx[originals]
+    return dist, label_idx[queries]
 
 
-def leave_one_out_accuracy(bundle: ArtifactBundle) -> tuple[float, np.ndarray]:
-    """Share of training photos whose nearest class, with the photo and its augmented views
-    left out, is their own; and the per-class share. A class with one photo can never be right."""
-    dist, truth = held_out_answers(bundle)
+def leave_one_out_accuracy(dist: np.ndarray, truth: np.ndarray, n_classes: int) -> tuple[float, np.ndarray]:
+    """Share of held-out answers (`held_out_answers`) whose nearest class is their own, and the
+    per-class share. A class with one photo can never be right."""
     correct = dist.argmin(1) == truth
-    per_class = np.array([correct[truth == c].mean() for c in range(len(bundle.classes))])
+    per_class = np.array([correct[truth == c].mean() for c in range(n_classes)])
     return float(correct.mean()), per_class
 
 
@@ -181,8 +200,14 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def render_html(
-    bundle: ArtifactBundle, loo: float, loo_per_class: np.ndarray, images: dict[str, str], ece: float
+    bundle: ArtifactBundle,
+    loo: float,
+    loo_per_class: np.ndarray,
+    images: dict[str, str],
+    ece: float,
+    judged: np.ndarray,
 ) -> str:
+    """The page; `judged`: the row indices of the photos classified held out (report_photos)."""
     m = bundle.manifest
     e = html.escape
     banner = f'<p class="warn">{e(RANDOM_WEIGHTS_WARNING)}</p>' if m.weights.random else ""
@@ -200,10 +225,17 @@ def render_html(
         if m.skipped
         else "<p>None: every listed photo was featurized.</p>"
     )
+    judged_per_class = np.bincount(bundle.label_idx[judged], minlength=len(bundle.classes))
     loo_rows = [
-        [e(label), str(m.class_counts.get(label, 0)), f"{acc:.1%}"]
-        for label, acc in zip(bundle.classes.tolist(), loo_per_class, strict=True)
+        [e(label), str(m.class_counts.get(label, 0)), str(n), f"{acc:.1%}"]
+        for label, n, acc in zip(bundle.classes.tolist(), judged_per_class, loo_per_class, strict=True)
     ]
+    photos = m.counts.featurized
+    sample = (
+        f" (a seeded sample of the {photos}, at most {judged_per_class.max()} a class)"
+        if len(judged) < photos
+        else ""
+    )
     pca = m.pca
     summary = _table(
         ["item", "value"],
@@ -230,7 +262,8 @@ def render_html(
             ],
             [
                 "leave-one-out nearest-class accuracy",
-                f'<span id="loo-accuracy" data-value="{loo:.6f}">{loo:.1%}</span>',
+                f'<span id="loo-accuracy" data-value="{loo:.6f}">{loo:.1%}</span> '
+                f'of <span id="judged" data-value="{len(judged)}">{len(judged)}</span> photos{sample}',
             ],
             [
                 "augmented views",
@@ -269,9 +302,9 @@ figure {{ margin: 1rem 0; }} img {{ max-width: 100%; }}
 <h2>Skipped files</h2>
 {skipped_html}
 <h2>Leave-one-out nearest-class accuracy per class</h2>
-<p>Each training photo is classified against all the others (itself left out), exactly as the
-service classifies a new photo: the class of the nearest photo wins.</p>
-{_table(["class", "photos", "accuracy"], loo_rows)}
+<p>Each training photo judged is classified against all the others (itself and its views left
+out), exactly as the service classifies a new photo: the class of the nearest photo wins.</p>
+{_table(["class", "photos", "judged", "accuracy"], loo_rows)}
 </body></html>
 """
 
@@ -281,8 +314,9 @@ def write_report(root: str, bundle: ArtifactBundle, storage: Storage | None = No
     storage = storage or storage_for(root)
     m = bundle.manifest
     target = join(version_uri(root, bundle.version), REPORT_DIR)
-    loo, loo_per_class = leave_one_out_accuracy(bundle)
-    dist, truth = held_out_answers(bundle)
+    queries = report_photos(bundle, REPORT_PHOTOS)
+    dist, truth = held_out_answers(bundle, queries)
+    loo, loo_per_class = leave_one_out_accuracy(dist, truth, len(bundle.classes))
     scores = scores_from_distances(dist, m.calibration.temperature)
     confidence, correct = scores.max(1), scores.argmax(1) == truth
     ece = expected_calibration_error(confidence, correct)
@@ -309,7 +343,8 @@ def write_report(root: str, bundle: ArtifactBundle, storage: Storage | None = No
     }
     for name, (_, data) in pngs.items():
         storage.write_bytes(join(target, name), data)
-    page = render_html(bundle, loo, loo_per_class, {n: alt for n, (alt, _) in pngs.items()}, ece)
+    alts = {n: alt for n, (alt, _) in pngs.items()}
+    page = render_html(bundle, loo, loo_per_class, alts, ece, queries)
     index = join(target, INDEX)
     storage.write_bytes(index, page.encode("utf-8"))
     log.info("report written to %s (leave-one-out accuracy %.1f%%)", index, 100 * loo)

@@ -101,3 +101,41 @@ def test_leave_one_out_accuracy_matches_an_independent_computation(job_run):
     assert match, "the report must state the expected calibration error"
     assert float(match.group(1)) == pytest.approx(ece, abs=1e-5)
     assert calibration["training_photos_ece"] == pytest.approx(ece, abs=1e-4)
+
+
+def test_past_its_limit_the_report_judges_a_seeded_sample_balanced_by_class(job_run, tmp_path, monkeypatch):
+    import shutil
+
+    from batch import report
+    from models.bundle import read_bundle
+
+    root, result = job_run
+    copy = tmp_path / "bundles"
+    shutil.copytree(root, copy)
+    bundle = read_bundle(str(copy), result.version)
+    labels, views = bundle.labels, bundle.views
+    classes = sorted(set(labels.tolist()))
+    counts = {c: int(((labels == c) & (views == 0)).sum()) for c in classes}
+    limit = len(classes) * 2  # two photos a class, fewer than every class holds
+    assert min(counts.values()) > 2
+
+    queries = report.report_photos(bundle, limit)
+    assert np.array_equal(queries, report.report_photos(bundle, limit))  # seeded: the same each run
+    assert (views[queries] == 0).all() and len(set(queries.tolist())) == len(queries)
+    assert {c: int((labels[queries] == c).sum()) for c in classes} == dict.fromkeys(classes, 2)
+    assert len(report.report_photos(bundle, 10_000)) == sum(counts.values())  # under it: every photo
+
+    monkeypatch.setattr(report, "REPORT_PHOTOS", limit)
+    index = report.write_report(str(copy), bundle)
+    page = (copy / "versions" / result.version / "report" / "index.html").read_text(encoding="utf-8")
+    assert index.endswith("report/index.html")
+    assert f'id="judged" data-value="{limit}"' in page
+    assert f"a seeded sample of the {sum(counts.values())}, at most 2 a class" in page
+    # The figure is the share right among the sampled photos, computed here by hand.
+    emb = bundle.embeddings.astype(np.float64)
+    d = np.linalg.norm(emb[queries, None, :] - emb[None, :, :], axis=2)
+    d *= np.where(views > 0, bundle.manifest.calibration.view_distance_factor, 1.0)[None, :]
+    d[bundle.sources[queries][:, None] == bundle.sources[None, :]] = np.inf
+    expected = float(np.mean(labels[d.argmin(1)] == labels[queries]))
+    match = re.search(r'id="loo-accuracy" data-value="([0-9.]+)"', page)
+    assert match and float(match.group(1)) == pytest.approx(expected, abs=1e-6)
