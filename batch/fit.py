@@ -32,12 +32,19 @@ _ROWS_PER_PRODUCT = 1024
 @dataclass(frozen=True)
 class Projection:
     mean: np.ndarray  # (D,)
-    scale: np.ndarray  # (D,) each column's factor before the PCA: 1 (centred, not standardised)
     components: np.ndarray  # (K, D)
     explained_variance: np.ndarray  # ratio per component, for the first k_max components
-    k: int
     chosen_by: str
     weights: np.ndarray  # (K,) each component's factor in the embedding (component_weights)
+
+    @property
+    def k(self) -> int:
+        return len(self.components)
+
+    @property
+    def scale(self) -> np.ndarray:
+        """(D,) each column's factor before the PCA: 1, since the rows are centred, not standardised."""
+        return np.ones_like(self.mean)
 
     @property
     def embedding_map(self) -> np.ndarray:
@@ -203,7 +210,6 @@ def fit_projection(
     n, total, gram = feature_moments(features, dim)
     mean = total / n
     cov = (gram - n * np.outer(mean, mean)) / max(n - 1, 1)
-    scale = np.ones(dim)
     eigenvalues, vectors = np.linalg.eigh(cov)
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues = np.clip(eigenvalues[order], 0.0, None)
@@ -219,10 +225,8 @@ def fit_projection(
     pc *= np.where(pc[np.arange(k), np.abs(pc).argmax(1)] < 0, -1.0, 1.0)[:, None]
     return Projection(
         mean=mean,
-        scale=scale,
         components=pc,
         explained_variance=ratios,
-        k=k,
         chosen_by=chosen_by,
         weights=component_weights(eigenvalues, k, ceiling_rank),
     )

@@ -149,9 +149,6 @@ def class_match(m: ClassMatch, lang: str, attribution: str) -> schemas.ClassMatc
     return schemas.ClassMatch(
         label=m.label,
         fruit=fruit,
-        score=m.score,
-        distance=m.distance,
-        threshold=m.threshold,
         info=info,
         examples=[
             schemas.Example(
@@ -159,6 +156,9 @@ def class_match(m: ClassMatch, lang: str, attribution: str) -> schemas.ClassMatc
             )
             for e in m.examples
         ],
+        score=m.score,
+        distance=m.distance,
+        threshold=m.threshold,
     )
 
 
