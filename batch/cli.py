@@ -132,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--index",
         choices=SEARCH_CHOICES,
-        default="exact",
-        help=f"the service's search over the reference rows: exact (every row, the default), ivf (a "
-        f"faiss index in the bundle), auto = ivf from {INDEX_MIN_ROWS:,} rows on",
+        default="auto",
+        help=f"the service's search over the reference rows: exact (every row), ivf (a faiss index "
+        f"in the bundle), auto (the default) = ivf from {INDEX_MIN_ROWS:,} rows on",
     )
     p.add_argument(
         "--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting (repeatable)"

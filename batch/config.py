@@ -71,7 +71,7 @@ class JobConfig:
     progress_interval_s: float = 5.0  # seconds between console progress lines
     incremental: bool = False  # reuse the current version's features of unchanged photos
     augment: AugmentSpec = field(default_factory=lambda: AugmentSpec(views=DEFAULT_AUGMENT_VIEWS))
-    search_index: str = "exact"  # one of SEARCH_CHOICES
+    search_index: str = "auto"  # one of SEARCH_CHOICES
     spark_conf: dict[str, str] = field(default_factory=dict)
     spark_settings: SparkSettings = field(default_factory=SparkSettings)
 

@@ -58,15 +58,21 @@ def mixture_rows(n: int, dim: int, classes: int, seed: int) -> tuple[np.ndarray,
 
 
 def grow(base: np.ndarray, n: int, jitter: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """n rows: `base` itself, then copies of random base rows plus noise of jitter x per-dim std;
-    also which base row each came from."""
+    """n rows: `base` itself and copies of random base rows plus noise of jitter x per-dim std,
+    each copy beside its base row, as a job writes rows (sorted by photo URI, so a class's rows
+    lie together); also which base row each came from."""
     rng = np.random.default_rng(seed)
-    origin = np.concatenate([np.arange(min(n, len(base))), rng.integers(0, len(base), max(0, n - len(base)))])
+    copies = rng.integers(0, len(base), max(0, n - len(base)))
+    origin = np.concatenate([np.arange(min(n, len(base))), copies])
+    noisy = np.concatenate([np.zeros(min(n, len(base)), dtype=bool), np.ones(len(copies), dtype=bool)])
+    order = np.argsort(origin, kind="stable")
+    origin, noisy = origin[order], noisy[order]
     rows = base[origin]
     sigma = (jitter * base.std(0)).astype(np.float32)
-    for start in range(len(base), n, 65536):  # in blocks: the noise of 1M x K float64 is 2 GB
-        block = rows[start : start + 65536]
-        block += rng.standard_normal(block.shape, dtype=np.float32) * sigma
+    copied = np.flatnonzero(noisy)
+    for start in range(0, len(copied), 65536):  # in blocks: the noise of 1M x K float64 is 2 GB
+        at = copied[start : start + 65536]
+        rows[at] += rng.standard_normal((len(at), rows.shape[1]), dtype=np.float32) * sigma
     return rows, origin
 
 

@@ -27,7 +27,9 @@ from models.scoring import (
     pairwise_distances,
     plain_coordinates,
     project,
+    row_runs,
     scores_from_distances,
+    squared_norms,
     view_scale,
 )
 from models.search import class_distances_from_neighbours
@@ -37,6 +39,8 @@ from models.search import class_distances_from_neighbours
 INDEX_NEIGHBOURS = 256
 # Rows projected at a time when the plain coordinates are made in float32 (bounds the float64 block).
 _PLAIN_BLOCK = 65536
+# A class whose rows lie in more runs than this is measured from one gathered copy.
+_MAX_RUNS = 32
 # A class this many temperatures farther than the nearest has softmax weight under 1e-6 of it,
 # so it is left at its neighbour bound instead of measured (docs/decisions.md, the index).
 _NEGLIGIBLE_LOGIT = float(np.log(1e6))
@@ -153,8 +157,6 @@ class Classifier:
         # The plain PCA coordinates: the weighted ones rank the classes (light and contrast do
         # not outweigh the rest); whether the photo is one of them at all is also asked in
         # plain coordinates, where a text page's overall activation, unlike any fruit's, counts.
-        self._rows_squared: np.ndarray | None
-        self._plain_rows_squared: np.ndarray | None
         if self._index is None:
             self._rows = np.asarray(bundle.embeddings, dtype=np.float64)
             self._rows_squared = (self._rows * self._rows).sum(1)
@@ -162,12 +164,16 @@ class Classifier:
             self._plain_rows_squared = (self._plain_rows * self._plain_rows).sum(1)
         else:
             self._rows = np.asarray(bundle.embeddings, dtype=np.float32)
-            self._rows_squared = None
             self._plain_rows = np.empty_like(self._rows)
             for start in range(0, len(self._rows), _PLAIN_BLOCK):
                 block = self._rows[start : start + _PLAIN_BLOCK]
                 self._plain_rows[start : start + _PLAIN_BLOCK] = plain_coordinates(block, self._plain_map)
-            self._plain_rows_squared = None
+            # Squared norms in float64 (8 bytes a row), as the exact path's: measuring a class
+            # then reads only its rows, through slices where they lie together (the job writes
+            # them sorted by URI, so a class is one or a few runs), never a gathered copy.
+            self._rows_squared = squared_norms(self._rows, _PLAIN_BLOCK)
+            self._plain_rows_squared = squared_norms(self._plain_rows, _PLAIN_BLOCK)
+            self._runs = [row_runs(m) for m in self._members]
         # Where the model puts photos of a bare backdrop (white, black, ...): a photo nearer to
         # one of them than to every class shows no fruit (a blank page, a covered lens). Derived
         # from the model alone, so the bundle needs no field for it.
@@ -305,15 +311,27 @@ class Classifier:
         return rows[c]
 
     def _member_distances(self, query: np.ndarray, c: int) -> np.ndarray:
-        """A photo's distances to class c's rows, views counted times their factor."""
-        rows = self._members[c]
-        return pairwise_distances(query[None], self._rows[rows])[0] * self._row_scale[rows]
+        """A photo's distances to class c's rows (indexed path), views counted times their factor."""
+        return self._class_distances(query, c, self._rows, self._rows_squared)
+
+    def _class_distances(
+        self, query: np.ndarray, c: int, rows: np.ndarray, squared: np.ndarray
+    ) -> np.ndarray:
+        """Distances to class c's rows of `rows`, in class_members order, times the views' factor."""
+        runs = self._runs[c]
+        if len(runs) > _MAX_RUNS:  # scattered rows: one gathered copy costs less than many calls
+            m = self._members[c]
+            return pairwise_distances(query[None], rows[m], squared[m])[0] * self._row_scale[m]
+        scale = self._row_scale
+        parts = [pairwise_distances(query[None], rows[a:b], squared[a:b])[0] * scale[a:b] for a, b in runs]
+        return parts[0] if len(parts) == 1 else np.concatenate([np.zeros(0), *parts])
 
     def _plain_distance(self, plain: np.ndarray, c: int) -> float:
         """A photo's distance, in plain PCA coordinates, to class c's nearest training row."""
+        if self._index is not None:
+            return float(self._class_distances(plain, c, self._plain_rows, self._plain_rows_squared).min())
         rows = self._members[c]
-        squared = None if self._plain_rows_squared is None else self._plain_rows_squared[rows]
-        d = pairwise_distances(plain[None], self._plain_rows[rows], squared)[0]
+        d = pairwise_distances(plain[None], self._plain_rows[rows], self._plain_rows_squared[rows])[0]
         return float((d * self._row_scale[rows]).min())
 
     def _answer(

@@ -48,6 +48,25 @@ def class_members(label_idx: np.ndarray, n_classes: int) -> list[np.ndarray]:
     return [np.flatnonzero(label_idx == c) for c in range(n_classes)]
 
 
+def row_runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted row indices -> the (start, stop) ranges of consecutive ones, in order."""
+    if not len(rows):
+        return []
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [len(rows)]])
+    return [(int(rows[a]), int(rows[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
+
+
+def squared_norms(rows: np.ndarray, block: int = 65536) -> np.ndarray:
+    """(rows * rows).sum(1) in float64, a block of rows at a time (no float64 copy of all)."""
+    out = np.empty(len(rows))
+    for start in range(0, len(rows), block):
+        b = np.asarray(rows[start : start + block], dtype=np.float64)
+        out[start : start + block] = (b * b).sum(1)
+    return out
+
+
 def min_per_class(d: np.ndarray, members: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """From a (n, N) distance block: (n, C) distance to each class's nearest photo, and its row."""
     n = d.shape[0]

@@ -54,11 +54,11 @@ def test_the_job_writes_the_index_listed_with_its_digest(indexed_run):
     assert (search["lists"], search["nprobe"], search["seed"]) == (info.lists, info.nprobe, info.seed)
 
 
-def test_a_job_searches_exactly_by_default_and_auto_indexes_from_the_threshold_on(job_run):
+def test_a_small_job_searches_exactly_by_default_and_auto_indexes_from_the_threshold_on(job_run):
     from batch.write import wants_index
 
     root, result = job_run
-    assert result.manifest.search.kind == "exact" and result.manifest.search.chosen_by == "exact"
+    assert result.manifest.search.kind == "exact" and result.manifest.search.chosen_by == "auto"
     assert not wants_index("auto", INDEX_MIN_ROWS - 1) and wants_index("auto", INDEX_MIN_ROWS)
     assert not wants_index("exact", 10 * INDEX_MIN_ROWS) and wants_index("ivf", 10)
     vdir = Path(root) / "versions" / result.version
@@ -180,7 +180,7 @@ def test_the_index_option_reaches_the_job_config_and_bad_values_are_refused(caps
     from batch.config import JobConfig
 
     base = ["--input", "in", "--output", "out"]
-    assert config_from_args(build_parser().parse_args(base)).search_index == "exact"
+    assert config_from_args(build_parser().parse_args(base)).search_index == "auto"
     assert config_from_args(build_parser().parse_args([*base, "--index", "ivf"])).search_index == "ivf"
     with pytest.raises(SystemExit):
         build_parser().parse_args([*base, "--index", "hnsw"])
@@ -206,3 +206,34 @@ def test_the_service_loads_the_index_and_shows_it_in_model_info(indexed_run, dat
     want = exact.classify(exact.project(exact.featurize([exact.preprocess(photo)])), 1)[0]
     body = resp.json()
     assert (body["known"], body["top_k"][0]["label"]) == (want.known, want.label)
+
+
+@pytest.mark.parametrize("max_runs", [32, 0], ids=["runs as slices", "one gathered copy"])
+def test_rows_in_any_order_are_measured_as_exact_measures_them(classifiers, dataset, monkeypatch, max_runs):
+    """The job writes a class's rows together (sorted by URI); a bundle whose rows are shuffled
+    (each class in many runs) must answer the same, read through slices or through one copy."""
+    import models.classifier
+
+    indexed, exact = classifiers
+    bundle = indexed.bundle
+    order = np.random.default_rng(0).permutation(len(bundle.labels))
+    shuffled = dataclasses.replace(
+        bundle,
+        embeddings=bundle.embeddings[order],
+        labels=bundle.labels[order],
+        sources=bundle.sources[order],
+        views=bundle.views[order],
+        search_index=IndexedSearch.build(np.asarray(bundle.embeddings[order], dtype=np.float32), seed=0),
+    )
+    monkeypatch.setattr(models.classifier, "_MAX_RUNS", max_runs)
+    mixed = Classifier(shuffled, indexed.featurizer, neighbours=8)
+    assert max(len(r) for r in mixed._runs) > 1  # the shuffle split the classes
+    photos = sorted((dataset / "Test").rglob("*.jpg"))
+    embeddings = exact.project(exact.featurize([exact.preprocess(p.read_bytes()) for p in photos]))
+    for photo, g, w in zip(photos, mixed.classify(embeddings, 3), exact.classify(embeddings, 3), strict=True):
+        assert (g.label, g.known) == (w.label, w.known), photo
+        assert [m.label for m in g.top_k] == [m.label for m in w.top_k], photo
+        np.testing.assert_allclose([m.distance for m in g.top_k], [m.distance for m in w.top_k], rtol=1e-9)
+        assert [e.source for m in g.top_k for e in m.examples] == [
+            e.source for m in w.top_k for e in m.examples
+        ]

@@ -138,3 +138,13 @@ def test_plain_thresholds_are_measured_in_the_plain_coordinates():
     np.testing.assert_allclose(cal.thresholds, calibrate(emb, labels, 3).thresholds)
     assert not np.allclose(cal.plain_thresholds, cal.thresholds)
     np.testing.assert_array_equal(calibrate(emb, labels, 3).plain_thresholds, cal.thresholds)
+
+
+def test_row_runs_are_the_ranges_of_consecutive_rows_and_squared_norms_match_numpy():
+    from models.scoring import row_runs, squared_norms
+
+    assert row_runs(np.array([], dtype=np.int64)) == []
+    assert row_runs(np.array([3])) == [(3, 4)]
+    assert row_runs(np.array([0, 1, 2, 5, 6, 9])) == [(0, 3), (5, 7), (9, 10)]
+    rows = np.random.default_rng(1).standard_normal((10, 4)).astype(np.float32)
+    np.testing.assert_allclose(squared_norms(rows, block=3), (rows.astype(np.float64) ** 2).sum(1), rtol=1e-12)
