@@ -147,4 +147,5 @@ def test_row_runs_are_the_ranges_of_consecutive_rows_and_squared_norms_match_num
     assert row_runs(np.array([3])) == [(3, 4)]
     assert row_runs(np.array([0, 1, 2, 5, 6, 9])) == [(0, 3), (5, 7), (9, 10)]
     rows = np.random.default_rng(1).standard_normal((10, 4)).astype(np.float32)
-    np.testing.assert_allclose(squared_norms(rows, block=3), (rows.astype(np.float64) ** 2).sum(1), rtol=1e-12)
+    want = (rows.astype(np.float64) ** 2).sum(1)
+    np.testing.assert_allclose(squared_norms(rows, block=3), want, rtol=1e-12)
