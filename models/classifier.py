@@ -324,7 +324,9 @@ class Classifier:
             return pairwise_distances(query[None], rows[m], squared[m])[0] * self._row_scale[m]
         scale = self._row_scale
         parts = [pairwise_distances(query[None], rows[a:b], squared[a:b])[0] * scale[a:b] for a, b in runs]
-        return parts[0] if len(parts) == 1 else np.concatenate([np.zeros(0), *parts])
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts) if parts else np.zeros(0)  # a class without rows: none
 
     def _plain_distance(self, plain: np.ndarray, c: int) -> float:
         """A photo's distance, in plain PCA coordinates, to class c's nearest training row."""

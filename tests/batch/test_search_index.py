@@ -125,6 +125,22 @@ def test_a_missing_index_file_fails_the_bundle_load(indexed_run, tmp_path):
         read_bundle(str(tmp_path))
 
 
+@pytest.fixture(scope="module")
+def photo_embeddings(classifiers, dataset):
+    """The committed Test photos and their embeddings (the exact classifier's model and PCA)."""
+    _, exact = classifiers
+    photos = sorted((dataset / "Test").rglob("*.jpg"))
+    return photos, exact.project(exact.featurize([exact.preprocess(p.read_bytes()) for p in photos]))
+
+
+def assert_shown_as_exact(photos, got, want) -> None:
+    """Same answer, known, classes shown, and their distances (measured over their own rows)."""
+    for photo, g, w in zip(photos, got, want, strict=True):
+        assert (g.label, g.known) == (w.label, w.known), photo
+        assert [m.label for m in g.top_k] == [m.label for m in w.top_k], photo
+        np.testing.assert_allclose([m.distance for m in g.top_k], [m.distance for m in w.top_k], rtol=1e-9)
+
+
 def test_indexed_answers_equal_exact_answers_on_the_test_photos(classifiers, dataset):
     indexed, exact = classifiers
     assert (indexed.search_kind, exact.search_kind) == ("faiss-ivf-flat", "exact")
@@ -161,16 +177,12 @@ def test_the_index_finds_exact_search_nearest_row_for_the_test_photos(indexed_ru
     assert recall >= 0.99
 
 
-def test_with_few_neighbours_the_shown_classes_are_still_measured_exactly(classifiers, dataset):
+def test_with_few_neighbours_the_shown_classes_are_still_measured_exactly(classifiers, photo_embeddings):
     """8 neighbours leave most classes absent or uncertain: the answer must still be exact's."""
     indexed, exact = classifiers
     few = Classifier(indexed.bundle, indexed.featurizer, neighbours=8)
-    photos = sorted((dataset / "Test").rglob("*.jpg"))
-    embeddings = exact.project(exact.featurize([exact.preprocess(p.read_bytes()) for p in photos]))
-    for photo, g, w in zip(photos, few.classify(embeddings, 3), exact.classify(embeddings, 3), strict=True):
-        assert (g.label, g.known) == (w.label, w.known), photo
-        assert [m.label for m in g.top_k] == [m.label for m in w.top_k], photo
-        np.testing.assert_allclose([m.distance for m in g.top_k], [m.distance for m in w.top_k], rtol=1e-9)
+    photos, embeddings = photo_embeddings
+    assert_shown_as_exact(photos, few.classify(embeddings, 3), exact.classify(embeddings, 3))
     with pytest.raises(ValueError, match="neighbours must be >= 1"):
         Classifier(indexed.bundle, indexed.featurizer, neighbours=0)
 
@@ -209,7 +221,9 @@ def test_the_service_loads_the_index_and_shows_it_in_model_info(indexed_run, dat
 
 
 @pytest.mark.parametrize("max_runs", [32, 0], ids=["runs as slices", "one gathered copy"])
-def test_rows_in_any_order_are_measured_as_exact_measures_them(classifiers, dataset, monkeypatch, max_runs):
+def test_rows_in_any_order_are_measured_as_exact_measures_them(
+    classifiers, photo_embeddings, monkeypatch, max_runs
+):
     """The job writes a class's rows together (sorted by URI); a bundle whose rows are shuffled
     (each class in many runs) must answer the same, read through slices or through one copy."""
     import models.classifier
@@ -228,12 +242,10 @@ def test_rows_in_any_order_are_measured_as_exact_measures_them(classifiers, data
     monkeypatch.setattr(models.classifier, "_MAX_RUNS", max_runs)
     mixed = Classifier(shuffled, indexed.featurizer, neighbours=8)
     assert max(len(r) for r in mixed._runs) > 1  # the shuffle split the classes
-    photos = sorted((dataset / "Test").rglob("*.jpg"))
-    embeddings = exact.project(exact.featurize([exact.preprocess(p.read_bytes()) for p in photos]))
-    for photo, g, w in zip(photos, mixed.classify(embeddings, 3), exact.classify(embeddings, 3), strict=True):
-        assert (g.label, g.known) == (w.label, w.known), photo
-        assert [m.label for m in g.top_k] == [m.label for m in w.top_k], photo
-        np.testing.assert_allclose([m.distance for m in g.top_k], [m.distance for m in w.top_k], rtol=1e-9)
+    photos, embeddings = photo_embeddings
+    got, want = mixed.classify(embeddings, 3), exact.classify(embeddings, 3)
+    assert_shown_as_exact(photos, got, want)
+    for photo, g, w in zip(photos, got, want, strict=True):
         assert [e.source for m in g.top_k for e in m.examples] == [
             e.source for m in w.top_k for e in m.examples
-        ]
+        ], photo
