@@ -141,36 +141,28 @@ def assert_shown_as_exact(photos, got, want) -> None:
         np.testing.assert_allclose([m.distance for m in g.top_k], [m.distance for m in w.top_k], rtol=1e-9)
 
 
-def test_indexed_answers_equal_exact_answers_on_the_test_photos(classifiers, dataset):
+def test_indexed_answers_equal_exact_answers_on_the_test_photos(classifiers, photo_embeddings):
     indexed, exact = classifiers
     assert (indexed.search_kind, exact.search_kind) == ("faiss-ivf-flat", "exact")
-    photos = sorted((dataset / "Test").rglob("*.jpg"))
+    photos, embeddings = photo_embeddings
     assert len(photos) >= 30
-    inputs = [exact.preprocess(p.read_bytes()) for p in photos]
-    embeddings = exact.project(exact.featurize(inputs))
     got, want = indexed.classify(embeddings, 5), exact.classify(embeddings, 5)
+    assert_shown_as_exact(photos, got, want)
     for photo, g, w in zip(photos, got, want, strict=True):
-        assert g.label == w.label, photo
-        assert g.known == w.known, photo
-        assert [m.label for m in g.top_k] == [m.label for m in w.top_k], photo
-        # The shown distances are measured over the classes' own rows: exact's, to rounding.
-        np.testing.assert_allclose([m.distance for m in g.top_k], [m.distance for m in w.top_k], rtol=1e-9)
         assert [e.source for m in g.top_k for e in m.examples] == [
             e.source for m in w.top_k for e in m.examples
-        ]
+        ], photo
         np.testing.assert_allclose(g.scores, w.scores, rtol=1e-6, atol=1e-12)
 
 
-def test_the_index_finds_exact_search_nearest_row_for_the_test_photos(indexed_run, classifiers, dataset):
+def test_the_index_finds_exact_search_nearest_row_for_the_test_photos(indexed_run, photo_embeddings):
     """Recall@1 against exact search on the committed Test photos (bench-search measures it at
     100k and 1M rows)."""
     from models.search import ExactSearch
 
     root, _ = indexed_run
     bundle = read_bundle(str(root))
-    _, exact = classifiers
-    photos = sorted((dataset / "Test").rglob("*.jpg"))
-    embeddings = exact.project(exact.featurize([exact.preprocess(p.read_bytes()) for p in photos]))
+    _, embeddings = photo_embeddings
     want_d, want_i = ExactSearch(bundle.embeddings).search(embeddings, 1)
     got_d, got_i = bundle.search_index.search(embeddings, 1)
     recall = np.mean((got_i[:, 0] == want_i[:, 0]) | (got_d[:, 0] <= want_d[:, 0] + 1e-12))
